@@ -1,0 +1,166 @@
+"""TensorFlow Lite export: fp32, fp16 and full-integer int8, on builtin ops only.
+
+We convert with `TFLiteConverter.from_keras_model` on a copy of the model with a fixed input
+size: it folds batch normalization into the convolutions, drops dropout and keeps dilated
+convolutions whole. (`model.export(format="litert")` goes through a SavedModel, leaves batch
+normalization unfolded and silently allows Flex ops, which the pip LiteRT cannot run.)
+"""
+
+import os
+
+import numpy as np
+import keras
+import tensorflow as tf
+
+from enet_keras.files import atomic_write_bytes
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def fixed_size_model(model, height, width, batch_size=1):
+    """A copy of a functional `model` whose input is fixed to (batch_size, height, width, 3),
+    sharing its weights. Mobile runtimes want static shapes.
+
+    Args:
+        model: a functional `keras.Model` (such as `ENet(...)`) taking (B, H, W, 3) images.
+        height: int. Input height, a multiple of 8.
+        width: int. Input width, a multiple of 8.
+        batch_size: int. Defaults to 1.
+
+    Returns:
+        A `keras.Model`.
+
+    Raises:
+        ValueError: if height or width is not a positive multiple of 8.
+    """
+    for size, what in ((height, "height"), (width, "width")):
+        if not isinstance(size, (int, np.integer)) or size <= 0 or size % 8:
+            raise ValueError(f"ENet needs an input {what} that is a positive multiple of 8. Received: {what}={size}")
+    inputs = keras.Input(batch_shape=(batch_size, height, width, 3), name="image")
+    return keras.Model(inputs, model(inputs), name=model.name)
+
+
+def convert(model, height, width, precision="fp32", representative_images=None, num_calibration_images=100):
+    """Converts a Keras ENet to a TensorFlow Lite flatbuffer with builtin ops only.
+
+    fp32 and fp16 models take float32 images in [0, 255] and return float32 logits. int8 models
+    are full-integer: they take uint8 images (raw pixels, quantized exactly with scale 1) and
+    return int8 logits; every weight and activation is int8.
+
+    Args:
+        model: `keras.Model`, e.g. `ENet(num_classes)`.
+        height: int. Input height of the exported model (a multiple of 8).
+        width: int. Input width (a multiple of 8).
+        precision: str. `"fp32"`, `"fp16"` (fp16 weights, fp32 compute) or `"int8"`. Defaults to
+            `"fp32"`.
+        representative_images: iterable of uint8 or float (H, W, 3) images in [0, 255], of the
+            export size, drawn from the training data; required for int8.
+        num_calibration_images: int. How many of them calibrate int8. Defaults to 100.
+
+    Returns:
+        The `.tflite` flatbuffer as bytes.
+
+    Raises:
+        ValueError: for an unknown precision, int8 without representative images, or a
+            converted model that holds a Flex or custom op.
+
+    Example:
+
+    >>> from enet_keras import ENet
+    >>> flatbuffer = convert(ENet(num_classes=3), 64, 64)
+    >>> "CONV_2D" in ops(flatbuffer)
+    True
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}. Received: precision={precision!r}")
+    if precision == "int8" and representative_images is None:
+        raise ValueError("int8 export needs representative_images (images from the training data)")
+    converter = tf.lite.TFLiteConverter.from_keras_model(fixed_size_model(model, height, width))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.int8
+        converter.representative_dataset = _representative_dataset(
+            representative_images, height, width, num_calibration_images
+        )
+    flatbuffer = converter.convert()
+    check_builtin_only(flatbuffer)
+    return flatbuffer
+
+
+def _representative_dataset(images, height, width, limit):
+    def generate():
+        count = 0
+        for image in images:
+            image = np.asarray(image, dtype="float32")
+            if image.shape != (height, width, 3):
+                raise ValueError(
+                    f"representative images must have the export shape {(height, width, 3)}. "
+                    f"Received: an image of shape {image.shape}"
+                )
+            yield [image[None]]
+            count += 1
+            if count >= limit:
+                break
+        if count == 0:
+            raise ValueError("representative_images is empty: int8 calibration needs at least one image")
+
+    return generate
+
+
+def ops(flatbuffer):
+    """The sorted set of operator names in a `.tflite` flatbuffer (no delegate applied).
+
+    Args:
+        flatbuffer: bytes of a `.tflite` model.
+
+    Returns:
+        A sorted list of op names such as `["ADD", "CONV_2D", ...]`.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(
+        model_content=flatbuffer,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+
+
+def check_builtin_only(flatbuffer):
+    """Raises `ValueError` if the model holds a Flex (SELECT_TF_OPS) or custom op.
+
+    Reads the operator codes of the flatbuffer itself: Flex ops are stored as custom ops.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    custom = sorted(
+        code.customCode.decode() if code.customCode else "CUSTOM"
+        for code in model.operatorCodes
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.CUSTOM
+    )
+    if custom:
+        raise ValueError(f"The TFLite model holds non-builtin ops {custom}; only TFLITE_BUILTINS are allowed")
+
+
+def export(model, path, height, width, precision="fp32", representative_images=None, num_calibration_images=100):
+    """Converts with `convert` and writes the file atomically (never a half-written model).
+
+    Args:
+        model: `keras.Model`.
+        path: str. Output `.tflite` path.
+        height, width, precision, representative_images, num_calibration_images: as in
+            `convert`.
+
+    Returns:
+        The path written.
+    """
+    flatbuffer = convert(model, height, width, precision, representative_images, num_calibration_images)
+    atomic_write_bytes(path, flatbuffer)
+    return os.fspath(path)

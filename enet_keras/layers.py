@@ -1,0 +1,201 @@
+"""Custom layers of ENet: max pooling that remembers where each maximum was, and the unpooling
+that puts values back there (SegNet-style), plus zero-padding of channels.
+
+Index form. `tf.nn.max_pool_with_argmax` returns flat indices into the input tensor; it needs
+Flex ops in TensorFlow Lite and has no XLA kernel. We instead return, for every output
+element, the position of its maximum *inside its 2x2 window*:
+
+    0 = top-left, 1 = top-right, 2 = bottom-left, 3 = bottom-right.
+
+Ties go to the first maximum in that (row-major) order, which is also what
+`tf.nn.max_pool_with_argmax` picks, so both give exactly the same unpooled tensor.
+Everything is built from strided slices, comparisons, `where`, concatenation and reshapes,
+which lower to TensorFlow Lite builtins and compile under XLA, with dynamic batch and size.
+"""
+
+import keras
+from keras import ops
+
+
+def _check_even(shape, layer_name):
+    height, width = shape[1], shape[2]
+    for size, what in ((height, "height"), (width, "width")):
+        if size is not None and size % 2:
+            raise ValueError(
+                f"{layer_name} needs an even {what} (2x2 windows, stride 2). "
+                f"Received: input shape {tuple(shape)}"
+            )
+
+
+def _window_corners(x):
+    """The four 2x2-window corners of `x`, each of shape (B, H/2, W/2, C), in index order."""
+    return (x[:, 0::2, 0::2, :], x[:, 0::2, 1::2, :], x[:, 1::2, 0::2, :], x[:, 1::2, 1::2, :])
+
+
+def _interleave_corners(corners):
+    """Inverse of `_window_corners`: four (B, h, w, C) tensors -> one (B, 2h, 2w, C)."""
+    top_left, top_right, bottom_left, bottom_right = corners
+    shape = ops.shape(top_left)
+    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+    # Concatenating on channels then reshaping interleaves along the width (a depth-to-space
+    # that stays 4-D, which every runtime supports).
+    top = ops.reshape(ops.concatenate([top_left, top_right], axis=-1), (batch, height, 2 * width, channels))
+    bottom = ops.reshape(
+        ops.concatenate([bottom_left, bottom_right], axis=-1), (batch, height, 2 * width, channels)
+    )
+    rows = ops.concatenate([top, bottom], axis=2)
+    return ops.reshape(rows, (batch, 2 * height, 2 * width, channels))
+
+
+@keras.saving.register_keras_serializable(package="enet_keras")
+class MaxPoolingWithArgmax2D(keras.layers.Layer):
+    """2x2, stride-2 max pooling that also returns where each maximum was.
+
+    Used on the main branch of ENet's downsampling bottlenecks; the indices are consumed by
+    `MaxUnpooling2D` in the matching upsampling bottleneck (Paszke et al. 2016, Sec. 3;
+    Badrinarayanan et al., SegNet).
+
+    Args:
+        **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Returns:
+        A tuple `(pooled, indices)`: `pooled` has shape (B, H/2, W/2, C) and the input's dtype;
+        `indices` is int32 of the same shape, the maximum's position inside its 2x2 window
+        (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right; ties go to the lowest).
+
+    Raises:
+        ValueError: if a known height or width is odd.
+
+    Example:
+
+    >>> x = keras.ops.convert_to_tensor([[[[1.0], [4.0]], [[3.0], [2.0]]]])
+    >>> pooled, indices = MaxPoolingWithArgmax2D()(x)
+    >>> float(pooled[0, 0, 0, 0]), int(indices[0, 0, 0, 0])
+    (4.0, 1)
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+
+    def build(self, input_shape):
+        _check_even(input_shape, self.name)
+        self.built = True
+
+    def call(self, inputs):
+        _check_even(inputs.shape, self.name)
+        corners = _window_corners(inputs)
+        pooled = ops.maximum(ops.maximum(corners[0], corners[1]), ops.maximum(corners[2], corners[3]))
+        # First maximum in window order: test the corners from last to first so the lowest wins.
+        indices = ops.full_like(pooled, 3, dtype="int32")
+        for position in (2, 1, 0):
+            indices = ops.where(ops.equal(corners[position], pooled), position, indices)
+        return pooled, indices
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        height = None if height is None else height // 2
+        width = None if width is None else width // 2
+        shape = (batch, height, width, channels)
+        return shape, shape
+
+    def compute_output_spec(self, inputs):
+        shape, _ = self.compute_output_shape(inputs.shape)
+        return (
+            keras.KerasTensor(shape, dtype=inputs.dtype),
+            keras.KerasTensor(shape, dtype="int32"),
+        )
+
+    def get_config(self):
+        return super().get_config()
+
+
+@keras.saving.register_keras_serializable(package="enet_keras")
+class MaxUnpooling2D(keras.layers.Layer):
+    """Inverse of `MaxPoolingWithArgmax2D`: each value goes back to where its maximum was.
+
+    The output is twice the input's height and width; every 2x2 window holds the value at
+    the position given by `indices` and zeros elsewhere (SegNet/ENet unpooling). Gradients flow
+    to the values only; the integer indices get none.
+
+    Args:
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Call arguments:
+        inputs: a list `[values, indices]` of equal shape (B, h, w, C); `indices` as returned by
+            `MaxPoolingWithArgmax2D` (window-local, 0..3).
+
+    Returns:
+        A tensor of shape (B, 2h, 2w, C) with the dtype of `values`.
+
+    Example:
+
+    >>> x = keras.random.uniform((1, 4, 4, 2))
+    >>> pooled, indices = MaxPoolingWithArgmax2D()(x)
+    >>> MaxUnpooling2D()([pooled, indices]).shape
+    (1, 4, 4, 2)
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+
+    def build(self, input_shape):
+        values_shape, indices_shape = input_shape
+        if len(values_shape) != 4 or tuple(values_shape[1:]) != tuple(indices_shape[1:]):
+            raise ValueError(
+                f"{self.name} needs values and indices of the same 4-D shape. "
+                f"Received: values {tuple(values_shape)}, indices {tuple(indices_shape)}"
+            )
+        self.built = True
+
+    def call(self, inputs):
+        values, indices = inputs
+        indices = ops.cast(indices, "int32")
+        zeros = ops.zeros_like(values)
+        corners = [ops.where(ops.equal(indices, position), values, zeros) for position in range(4)]
+        return _interleave_corners(corners)
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape[0]
+        height = None if height is None else 2 * height
+        width = None if width is None else 2 * width
+        return (batch, height, width, channels)
+
+    def get_config(self):
+        return super().get_config()
+
+
+@keras.saving.register_keras_serializable(package="enet_keras")
+class ChannelPadding(keras.layers.Layer):
+    """Appends zero channels: the main branch of a bottleneck that widens its input.
+
+    Args:
+        channels: int. Number of zero channels appended on the last axis.
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Returns:
+        A tensor of shape (..., C + channels).
+
+    Example:
+
+    >>> ChannelPadding(48)(keras.ops.ones((1, 8, 8, 16))).shape
+    (1, 8, 8, 64)
+    """
+
+    def __init__(self, channels, **kwargs):
+        super().__init__(**kwargs)
+        channels = int(channels)
+        if channels < 0:
+            raise ValueError(f"channels must be >= 0. Received: channels={channels}")
+        self.channels = channels
+
+    def call(self, inputs):
+        return ops.pad(inputs, [[0, 0]] * (len(inputs.shape) - 1) + [[0, self.channels]])
+
+    def compute_output_shape(self, input_shape):
+        channels = None if input_shape[-1] is None else input_shape[-1] + self.channels
+        return (*input_shape[:-1], channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"channels": self.channels})
+        return config

@@ -1,0 +1,52 @@
+"""Shared test helpers: one layer test and one model-saving check, reused instead of copied."""
+
+import numpy as np
+import keras
+
+
+def assert_model_round_trip(model, inputs, tmp_path, atol=1e-6):
+    """Saves `model` to a `.keras` file, reloads it in safe mode and checks equal outputs."""
+    path = tmp_path / f"{model.name}.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    expected = model(inputs, training=False)
+    actual = reloaded(inputs, training=False)
+    for e, a in zip(keras.tree.flatten(expected), keras.tree.flatten(actual)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(e), atol=atol)
+    assert not any(isinstance(layer, keras.layers.Lambda) for layer in reloaded.layers)
+    return reloaded
+
+
+def run_layer_test(layer_cls, init_kwargs, input_shapes, tmp_path, input_dtypes=None, input_data=None):
+    """Builds `layer_cls` on symbolic inputs, calls it eagerly, fits one step through it,
+    round-trips it through get_config/from_config and a `.keras` file, and checks outputs."""
+    input_dtypes = input_dtypes or ["float32"] * len(input_shapes)
+    rng = np.random.default_rng(0)
+    if input_data is None:
+        input_data = [
+            rng.integers(0, 4, size=(2, *s)).astype(d) if d.startswith("int") else rng.normal(size=(2, *s)).astype(d)
+            for s, d in zip(input_shapes, input_dtypes)
+        ]
+    symbolic = [keras.Input(shape=s, dtype=d) for s, d in zip(input_shapes, input_dtypes)]
+    layer = layer_cls(**init_kwargs)
+    call_input = symbolic if len(symbolic) > 1 else symbolic[0]
+    outputs = layer(call_input)
+    eager = layer([keras.ops.convert_to_tensor(x) for x in input_data] if len(input_data) > 1 else input_data[0])
+    first = keras.tree.flatten(outputs)[0]
+    assert tuple(keras.tree.flatten(eager)[0].shape)[1:] == tuple(
+        d if d is not None else keras.tree.flatten(eager)[0].shape[i + 1] for i, d in enumerate(first.shape[1:])
+    )
+
+    # One fit step: a trainable head after the layer so there is something to fit.
+    head = keras.layers.Dense(1)(keras.tree.flatten(outputs)[0] if first.dtype.startswith("float") else keras.ops.cast(first, "float32"))
+    model = keras.Model(call_input, head)
+    model.compile(optimizer="sgd", loss="mse")
+    feed = input_data if len(input_data) > 1 else input_data[0]
+    history = model.fit(feed, np.zeros((2, *head.shape[1:]), "float32"), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+    config = layer.get_config()
+    clone = layer_cls.from_config(config)
+    assert clone.get_config() == config
+    assert_model_round_trip(model, feed, tmp_path)
+    return layer

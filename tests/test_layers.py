@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from enet_keras.layers import ChannelPadding, MaxPoolingWithArgmax2D, MaxUnpooling2D
+from helpers import run_layer_test
+
+
+def reference_pool_unpool(x):
+    """tf.nn.max_pool_with_argmax, then a scatter of the maxima back to their flat indices."""
+    pooled, argmax = tf.nn.max_pool_with_argmax(x, 2, 2, padding="VALID", include_batch_in_index=True)
+    flat = tf.scatter_nd(tf.reshape(argmax, (-1, 1)), tf.reshape(pooled, (-1,)), (tf.size(x, out_type=tf.int64),))
+    return pooled.numpy(), argmax.numpy(), tf.reshape(flat, tf.shape(x)).numpy()
+
+
+def local_index(argmax, shape):
+    """Window-local position (0..3) of tf.nn's flat indices."""
+    _, height, width, channels = shape
+    y = (argmax // (width * channels)) % height
+    x = (argmax // channels) % width
+    return (y % 2) * 2 + (x % 2)
+
+
+def pool_unpool(x):
+    pooled, indices = MaxPoolingWithArgmax2D()(x)
+    return pooled.numpy(), indices.numpy(), MaxUnpooling2D()([pooled, indices]).numpy()
+
+
+@pytest.mark.parametrize(
+    "kind", ["random", "ties", "all_equal"],
+)
+def test_matches_tf_nn_reference(kind):
+    rng = np.random.default_rng(1)
+    shape = (2, 12, 16, 5)
+    if kind == "random":
+        x = rng.normal(size=shape).astype("float32")
+    elif kind == "ties":
+        x = rng.integers(0, 3, size=shape).astype("float32")  # many tied maxima per window
+    else:
+        x = np.ones(shape, "float32")
+    ref_pooled, ref_argmax, ref_unpooled = reference_pool_unpool(x)
+    pooled, indices, unpooled = pool_unpool(x)
+    np.testing.assert_array_equal(pooled, ref_pooled)
+    np.testing.assert_array_equal(indices, local_index(ref_argmax, shape))
+    np.testing.assert_array_equal(unpooled, ref_unpooled)
+
+
+def test_tie_rule_is_first_in_row_major_order():
+    x = np.array([[[[0.0], [5.0]], [[5.0], [5.0]]]], "float32")  # max at 1, 2 and 3
+    _, indices = MaxPoolingWithArgmax2D()(x)
+    assert int(indices[0, 0, 0, 0]) == 1
+
+
+def test_gradients_flow_to_values_not_indices():
+    x = tf.constant(np.random.default_rng(2).normal(size=(1, 4, 4, 3)).astype("float32"))
+    weights = tf.constant(np.random.default_rng(3).normal(size=(1, 4, 4, 3)).astype("float32"))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        pooled, indices = MaxPoolingWithArgmax2D()(x)
+        tape.watch(pooled)
+        out = tf.reduce_sum(MaxUnpooling2D()([pooled, indices]) * weights)
+    grad_values = tape.gradient(out, pooled).numpy()
+    # d out / d pooled is the weight at the position each value was put back to.
+    w = weights.numpy()
+    corners = [w[:, 0::2, 0::2], w[:, 0::2, 1::2], w[:, 1::2, 0::2], w[:, 1::2, 1::2]]
+    expected = np.choose(indices.numpy(), corners)
+    np.testing.assert_allclose(grad_values, expected, rtol=1e-6)
+    # The input's gradient lands only on each window's maximum.
+    grad_x = tape.gradient(out, x).numpy()
+    assert np.count_nonzero(grad_x) == pooled.numpy().size
+    assert tape.gradient(out, indices) is None
+
+
+def test_dynamic_batch_and_size_and_xla():
+    inputs = keras.Input((None, None, 4))
+    pooled, indices = MaxPoolingWithArgmax2D()(inputs)
+    model = keras.Model(inputs, MaxUnpooling2D()([pooled, indices]))
+    xla = tf.function(lambda t: model(t), jit_compile=True)
+    for shape in [(1, 8, 8, 4), (3, 6, 10, 4), (2, 32, 16, 4)]:
+        x = np.random.default_rng(sum(shape)).integers(0, 3, size=shape).astype("float32")
+        expected = reference_pool_unpool(x)[2]
+        np.testing.assert_array_equal(model(x).numpy(), expected)
+        np.testing.assert_array_equal(xla(tf.constant(x)).numpy(), expected)
+
+
+def test_odd_size_is_a_clear_error():
+    with pytest.raises(ValueError, match="even height"):
+        MaxPoolingWithArgmax2D(name="pool")(np.zeros((1, 5, 4, 1), "float32"))
+    with pytest.raises(ValueError, match="even width"):
+        MaxPoolingWithArgmax2D()(keras.Input((4, 7, 1)))
+
+
+def test_unpooling_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="same 4-D shape"):
+        MaxUnpooling2D()([keras.Input((4, 4, 2)), keras.Input((4, 4, 3), dtype="int32")])
+
+
+def test_pooling_layer_contract(tmp_path):
+    run_layer_test(MaxPoolingWithArgmax2D, {}, [(8, 8, 3)], tmp_path)
+
+
+def test_unpooling_layer_contract(tmp_path):
+    run_layer_test(MaxUnpooling2D, {}, [(4, 4, 3), (4, 4, 3)], tmp_path, input_dtypes=["float32", "int32"])
+
+
+def test_channel_padding_contract(tmp_path):
+    layer = run_layer_test(ChannelPadding, {"channels": 5}, [(4, 4, 3)], tmp_path)
+    out = layer(np.ones((1, 2, 2, 3), "float32")).numpy()
+    assert out.shape == (1, 2, 2, 8) and out[..., 3:].sum() == 0 and out[..., :3].sum() == 12
+    with pytest.raises(ValueError, match="channels must be >= 0"):
+        ChannelPadding(-1)

@@ -1,0 +1,136 @@
+import numpy as np
+import pytest
+import keras
+
+from enet_keras import ENet, transfer_weights
+from enet_keras.export import tflite
+from helpers import assert_model_round_trip
+
+# Every block of the paper's Table 1, in order.
+BLOCKS = (
+    ["initial"]
+    + [f"bottleneck1_{i}" for i in range(5)]
+    + [f"bottleneck2_{i}" for i in range(9)]
+    + [f"bottleneck3_{i}" for i in range(1, 9)]
+    + [f"bottleneck4_{i}" for i in range(3)]
+    + [f"bottleneck5_{i}" for i in range(2)]
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return ENet(num_classes=3)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("size", [(360, 480), (360, 640), (512, 1024)])
+def test_output_shapes(model, batch, size):
+    images = np.random.default_rng(0).integers(0, 256, (batch, *size, 3), dtype="uint8")
+    assert model.predict(images, verbose=0).shape == (batch, *size, 3)
+
+
+def test_static_shapes():
+    assert ENet(19, input_shape=(360, 480, 3)).output_shape == (None, 360, 480, 19)
+    assert ENet(19, input_shape=(360, 480, 3), encoder_only=True).output_shape == (None, 45, 60, 19)
+    assert ENet(19).output_shape == (None, None, None, 19)
+
+
+def test_parameter_count_matches_paper():
+    trainable = sum(int(np.prod(w.shape)) for w in ENet(num_classes=19).trainable_weights)
+    assert abs(trainable - 0.37e6) / 0.37e6 < 0.03, trainable
+
+
+def test_layer_names_follow_the_paper_and_are_unique(model):
+    names = [layer.name for layer in model.layers]
+    assert len(names) == len(set(names))
+    blocks = [b for b in BLOCKS if any(n.startswith(b + "_") for n in names)]
+    assert blocks == BLOCKS
+    # Names are API (weights move by name): a few exact ones.
+    for name in ["initial_conv", "bottleneck1_0_pool", "bottleneck2_3_conv_5x1", "bottleneck2_8_main_conv",
+                 "bottleneck4_0_unpool", "bottleneck5_1_act", "fullconv"]:
+        assert name in names
+    dilations = {l.name: l.dilation_rate for l in model.layers if l.name.endswith("_main_conv") and l.name.startswith("bottleneck2_")}
+    assert [dilations[f"bottleneck2_{i}_main_conv"][0] for i in (1, 2, 4, 5, 6, 8)] == [1, 2, 4, 1, 8, 16]
+    assert not any(getattr(l, "use_bias", False) for l in model.layers if l.name != "fullconv")
+    prelus = [l for l in model.layers if isinstance(l, keras.layers.PReLU)]
+    assert prelus and all(l.alpha.shape[:2] == (1, 1) for l in prelus)  # one slope per channel
+    rates = {l.name: l.rate for l in model.layers if isinstance(l, keras.layers.SpatialDropout2D)}
+    assert rates["bottleneck1_4_dropout"] == 0.01 and rates["bottleneck2_0_dropout"] == 0.1
+
+
+def test_keras_round_trip_in_safe_mode(model, tmp_path):
+    images = np.random.default_rng(1).integers(0, 256, (2, 64, 96, 3)).astype("float32")
+    assert_model_round_trip(model, images, tmp_path, atol=1e-5)
+
+
+def test_encoder_weights_transfer_by_name():
+    encoder = ENet(num_classes=3, encoder_only=True)
+    full = ENet(num_classes=3)
+    copied = transfer_weights(encoder, full)
+    encoder_layers = {l.name for l in encoder.layers if l.weights} - {"encoder_classifier"}
+    assert set(copied) == encoder_layers
+    for name in copied:
+        for a, b in zip(encoder.get_layer(name).get_weights(), full.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="encoder_classifier"):
+        transfer_weights(encoder, ENet(num_classes=4, encoder_only=True))
+
+
+def test_two_fit_steps_lower_the_loss():
+    keras.utils.set_random_seed(0)
+    model = ENet(num_classes=3, input_shape=(64, 64, 3), dropout_rates=(0.0, 0.0))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 64, 64, 3)).astype("float32")
+    labels = (images[..., 0] > 127).astype("int32") + (images[..., 1] > 200).astype("int32")
+    model.compile(keras.optimizers.Adam(5e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = model.evaluate(images, labels, verbose=0)
+    model.fit(images, labels, epochs=2, batch_size=2, verbose=0)
+    assert model.evaluate(images, labels, verbose=0) < before
+
+
+def test_relu_option():
+    relu = ENet(num_classes=3, activation="relu")
+    assert not any(isinstance(l, keras.layers.PReLU) for l in relu.layers)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_classes": 1}, "num_classes must be an integer >= 2. Received: num_classes=1"),
+        ({"num_classes": 2.5}, "num_classes must be an integer"),
+        ({"num_classes": 3, "input_shape": (360, 484, 3)}, "multiple of 8 .e.g. 480 or 488"),
+        ({"num_classes": 3, "input_shape": (4, 8, 3)}, "height must be a multiple of 8 .e.g. 8."),
+        ({"num_classes": 3, "input_shape": (64, 64, 1)}, r"\(height, width, 3\)"),
+        ({"num_classes": 3, "activation": "gelu"}, "activation must be one of"),
+        ({"num_classes": 3, "dropout_rates": (0.1, 1.5)}, "dropout_rates"),
+        ({"num_classes": 3, "weights": "imagenet"}, "weights must be None"),
+        ({"num_classes": 3, "weights": "camvid"}, "num_classes=11"),
+    ],
+)
+def test_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ENet(**kwargs)
+
+
+def test_wrong_run_time_size_is_a_clear_error(model):
+    with pytest.raises(ValueError, match="even height"):
+        model(np.zeros((1, 36, 48, 3), "float32"))  # 36/4 = 9 is odd at bottleneck2_0
+
+
+@pytest.mark.slow
+def test_tflite_builtins_only_and_agrees_with_keras():
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = ENet(num_classes=19)
+    flatbuffer = tflite.convert(model, 360, 480)
+    names = tflite.ops(flatbuffer)
+    assert not any(n.startswith("Flex") for n in names)
+    assert "BATCH_NORMALIZATION" not in names and "CONV_2D" in names
+    interpreter = Interpreter(model_content=flatbuffer, num_threads=2)
+    interpreter.allocate_tensors()
+    images = np.random.default_rng(2).integers(0, 256, (1, 360, 480, 3)).astype("float32")
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images)
+    interpreter.invoke()
+    actual = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    expected = model(images, training=False).numpy()
+    assert np.abs(actual - expected).max() < 1e-4 * np.abs(expected).max()
