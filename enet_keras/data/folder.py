@@ -1,0 +1,175 @@
+"""Any dataset laid out as `<data_dir>/<split>/images/` and `<data_dir>/<split>/masks/`."""
+
+import json
+import os
+
+import tensorflow as tf
+
+from enet_keras.data import files
+from enet_keras.data.source import SPLITS, Source
+
+_LAYOUT = ("<split>/images/ (RGB .png/.jpg/.jpeg/.bmp) and <split>/masks/ (.png, same base "
+           "names)")
+
+
+def read_palette_file(path):
+    """Reads a palette file: the colour of class id i on entry i.
+
+    Two formats: JSON, either a list of `[r, g, b]` or `{"palette": [[r, g, b], ...],
+    "class_names": [...]}`; or text, one class per line as `r g b` or `r,g,b`, optionally
+    followed by the class name (blank lines and `#` comments skipped).
+
+    Args:
+        path: str. The file.
+
+    Returns:
+        `(palette, class_names)`: a tuple of (r, g, b) tuples, and a tuple of names or None.
+
+    Raises:
+        ValueError: naming the file and the bad entry.
+
+    Example:
+
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "palette.txt")
+    >>> _ = open(p, "w").write("0 0 0 background\\n255,0,0 car\\n")
+    >>> read_palette_file(p)
+    (((0, 0, 0), (255, 0, 0)), ('background', 'car'))
+    """
+    try:
+        with tf.io.gfile.GFile(path, "r") as f:
+            text = f.read()
+    except tf.errors.OpError as e:
+        raise ValueError(f"cannot read palette_file {path}: {e}") from None
+    names = None
+    if text.lstrip().startswith(("[", "{")):
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"palette_file {path} is not valid JSON: {e}") from None
+        if isinstance(obj, dict):
+            names = obj.get("class_names")
+            obj = obj.get("palette")
+        entries = obj if isinstance(obj, list) else [obj]
+    else:
+        entries, names = [], []
+        for line in text.splitlines():
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            parts = line.replace(",", " ").split(None, 3)
+            entries.append(parts[:3])
+            names.append(parts[3].strip() if len(parts) > 3 else None)
+        names = None if not entries or any(n is None for n in names) else names
+    palette = []
+    for i, entry in enumerate(entries):
+        try:
+            rgb = tuple(int(v) for v in entry)
+        except (TypeError, ValueError):
+            rgb = ()
+        if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+            raise ValueError(f"palette_file {path}: entry {i} must be r, g, b in 0..255. "
+                             f"Received: {entry!r}")
+        palette.append(rgb)
+    if not palette:
+        raise ValueError(f"palette_file {path} holds no colours")
+    if len(set(palette)) != len(palette):
+        raise ValueError(f"palette_file {path} gives one colour to two classes")
+    return tuple(palette), None if names is None else tuple(str(n) for n in names)
+
+
+def default_palette(n):
+    """The PASCAL VOC colour map: n distinct colours (bit-interleaved class ids)."""
+    palette = []
+    for i in range(n):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette.append((r, g, b))
+    return tuple(palette)
+
+
+def folder_source(split, data_dir=None, num_classes=None, ignore_label=255, palette_file=None,
+                  class_names=None, invalid_labels="error", check_files=True):
+    """A dataset in plain folders: `<data_dir>/<split>/images/` and `<data_dir>/<split>/masks/`.
+
+    Images (RGB or greyscale PNG, JPEG or BMP) and masks (PNG) are paired by base name
+    (`images/a.jpg` with `masks/a.png`). A mask holds class ids, either as an 8-bit greyscale
+    PNG or as the indices of an indexed ("P") PNG, or it holds colours (RGB PNG) which are mapped
+    to ids through `palette_file` (colour of id i on line/entry i).
+
+    Args:
+        split: str. "train", "val" or "test".
+        data_dir: str. The dataset folder (`--data_dir`).
+        num_classes: int or None. Number of classes. Defaults to None: the number of colours in
+            `palette_file`, which is then required.
+        ignore_label: int. Id of ignored pixels, in `[num_classes, 255]`. With a palette, its
+            colour may sit at entry `ignore_label`. Defaults to 255.
+        palette_file: str or None. JSON or text palette (see `read_palette_file`); needed for
+            colour masks, else used for drawing. Defaults to None.
+        class_names: sequence of str or None. Defaults to None: names from the palette file, else
+            "class_0", "class_1", ...
+        invalid_labels: str. "error" raises on ids outside `[0, num_classes)` other than
+            `ignore_label` (or colours not in the palette), naming the file; "ignore" maps them
+            to `ignore_label`. Defaults to "error".
+        check_files: bool. Check every file's header and end at once (see `files`). Defaults
+            to True.
+
+    Returns:
+        A `Source`.
+
+    Raises:
+        ValueError: on a bad split or option, a missing or empty folder, or files that are
+            unpaired, unreadable, truncated or of different sizes (naming them).
+
+    Example:
+
+    >>> src = folder_source("train", "/data/my_dataset", num_classes=5)  # doctest: +SKIP
+    """
+    if split not in SPLITS:
+        raise ValueError(f"folder split must be one of {SPLITS}. Received: split={split!r}")
+    files.check_invalid_labels(invalid_labels)
+    palette = names = None
+    if palette_file is not None:
+        palette, names = read_palette_file(os.fspath(palette_file))
+    if num_classes is None:
+        if palette is None:
+            raise ValueError("the 'folder' source needs num_classes= (or a palette_file= with "
+                             "one colour per class)")
+        # A palette may list the ignored colour last, at entry ignore_label (CamVid's void).
+        num_classes = min(len(palette), int(ignore_label))
+    num_classes = int(num_classes)
+    if palette is not None and len(palette) < num_classes:
+        raise ValueError(f"palette_file {palette_file} has {len(palette)} colours but "
+                         f"num_classes={num_classes}")
+    if class_names is None:
+        class_names = names[:num_classes] if names else tuple(f"class_{i}" for i in range(num_classes))
+    data_dir = files.require_data_dir(data_dir, "folder", _LAYOUT)
+    image_dir = os.path.join(data_dir, split, "images")
+    label_dir = os.path.join(data_dir, split, "masks")
+    images = files.list_files(image_dir, files.IMAGE_EXTENSIONS, "image")
+    labels = files.list_files(label_dir, (".png",), "mask")
+    pairs = files.pair_files(images, labels, image_dir, label_dir, lambda k: k + ".png")
+    kinds = dict(files.ID_MODES, **(files.COLOR_MODES if palette is not None else {}))
+    if check_files:
+        kind = files.check_pairs(pairs, kinds)
+    else:
+        kind = files.label_kind_of(pairs[0][1], kinds)
+
+    def make_dataset(shuffle_seed):
+        return files.pairs_dataset(pairs, kind, num_classes, ignore_label, invalid_labels,
+                                   shuffle_seed, palette=palette)
+
+    shown = palette[:num_classes] if palette is not None else default_palette(num_classes)
+    return Source(
+        name="folder", split=split, num_classes=num_classes, ignore_label=int(ignore_label),
+        class_names=tuple(class_names), palette=tuple(shown), num_examples=len(pairs),
+        make_dataset=make_dataset, data_dir=data_dir,
+        options={"num_classes": num_classes, "ignore_label": int(ignore_label),
+                 "palette_file": None if palette_file is None else os.fspath(palette_file),
+                 "invalid_labels": invalid_labels},
+    )

@@ -1,0 +1,207 @@
+"""`make_pipeline`: batches of augmented (training) or centred (evaluation) examples for Keras."""
+
+import tensorflow as tf
+
+from enet_keras.data.source import Source
+
+_BRIGHTNESS_DELTA = 32.0  # in 0..255 units
+_CONTRAST_RANGE = (0.75, 1.25)
+
+
+def _check_args(source, batch_size, crop_size, label_downsample, scale_range):
+    if not isinstance(source, Source):
+        raise ValueError(f"source must be an enet_keras.data.Source (from data.get_source). "
+                         f"Received: source={source!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1. Received: batch_size={batch_size!r}")
+    if isinstance(label_downsample, bool) or not isinstance(label_downsample, int) \
+            or label_downsample < 1:
+        raise ValueError(f"label_downsample must be an int >= 1 (8 for the encoder stage). "
+                         f"Received: label_downsample={label_downsample!r}")
+    if crop_size is not None:
+        ok = (isinstance(crop_size, (tuple, list)) and len(crop_size) == 2
+              and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in crop_size))
+        if not ok:
+            raise ValueError(f"crop_size must be (height, width) of positive ints, or None. "
+                             f"Received: crop_size={crop_size!r}")
+        if any(v % label_downsample for v in crop_size):
+            raise ValueError(
+                f"crop_size must be a multiple of label_downsample={label_downsample} in both "
+                f"dimensions. Received: crop_size={tuple(crop_size)}"
+            )
+    lo, hi = scale_range
+    if not 0 < lo <= hi:
+        raise ValueError(f"scale_range must be (low, high) with 0 < low <= high. Received: "
+                         f"scale_range={scale_range!r}")
+
+
+def _center_crop_or_pad(x, height, width, pad_value):
+    """Crops or pads `x` [H, W, ...] around its centre to [height, width, ...]."""
+    shape = tf.shape(x)
+    h, w = shape[0], shape[1]
+    top, left = tf.maximum(h - height, 0) // 2, tf.maximum(w - width, 0) // 2
+    x = x[top:top + tf.minimum(h, height), left:left + tf.minimum(w, width)]
+    ph, pw = tf.maximum(height - h, 0), tf.maximum(width - w, 0)
+    pads = [[ph // 2, ph - ph // 2], [pw // 2, pw - pw // 2]] + [[0, 0]] * (x.shape.rank - 2)
+    x = tf.pad(x, pads, constant_values=tf.cast(pad_value, x.dtype))
+    return tf.ensure_shape(x, [height, width] + x.shape[2:].as_list())
+
+
+def _downsample_label(label, factor):
+    """Nearest-neighbour downsampling by `factor`: the centre pixel of each factor x factor cell.
+
+    This equals `tf.image.resize(..., method="nearest")` to `(H // factor, W // factor)`, and it
+    is how the encoder stage's targets are made (the authors' Torch code scales labels by 1/8
+    with "simple", i.e. nearest, interpolation).
+    """
+    if factor == 1:
+        return label
+    h, w = tf.shape(label)[0] // factor, tf.shape(label)[1] // factor
+    return label[factor // 2::factor, factor // 2::factor][:h, :w]
+
+
+def _augment(image, label, seed, crop_size, ignore_label, scale_range, flip, color_jitter):
+    """Random flip, random scale, random crop/pad, colour jitter; labels stay nearest-neighbour.
+
+    Scale, crop and pad happen in one `tf.image.crop_and_resize` per tensor: the crop window is
+    chosen in the scaled image and mapped back to source coordinates (align-corners mapping, so
+    scale 1 samples exact pixels), and samples that fall outside the image take the pad value
+    (0 for the image, `ignore_label` for the label). Only `crop_size` pixels are computed.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, num=6)
+    shape = tf.shape(image)
+    h, w = shape[0], shape[1]
+    if crop_size is None:
+        ch, cw = h, w
+    else:
+        ch, cw = crop_size
+    hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
+    chf, cwf = tf.cast(ch, tf.float32), tf.cast(cw, tf.float32)
+    scale = tf.random.stateless_uniform([], seeds[0], scale_range[0], scale_range[1])
+    sh = tf.maximum(tf.round(hf * scale), 2.0)  # scaled image size
+    sw = tf.maximum(tf.round(wf * scale), 2.0)
+
+    def offset(size, crop, s):  # crop start in the scaled image; negative = pad before
+        lo, hi = tf.minimum(0.0, size - crop), tf.maximum(0.0, size - crop)
+        return tf.floor(tf.random.stateless_uniform([], s, lo, hi + 1.0 - 1e-4))
+
+    oy, ox = offset(sh, chf, seeds[1]), offset(sw, cwf, seeds[2])
+    # crop_and_resize samples y_i = y1 * (H - 1) + i * (y2 - y1) * (H - 1) / (ch - 1).
+    # We want y_i = (oy + i) * (H - 1) / (sh - 1).
+    step_y, step_x = 1.0 / (sh - 1.0), 1.0 / (sw - 1.0)
+    y1, x1 = oy * step_y, ox * step_x
+    y2 = y1 + (chf - 1.0) * step_y
+    x2 = x1 + (cwf - 1.0) * step_x
+    if flip:
+        do_flip = tf.random.stateless_uniform([], seeds[3]) < 0.5
+        x1, x2 = tf.where(do_flip, 1.0 - x1, x1), tf.where(do_flip, 1.0 - x2, x2)
+    boxes = tf.reshape(tf.stack([y1, x1, y2, x2]), [1, 4])
+    size = tf.stack([ch, cw])
+    image = tf.image.crop_and_resize(image[None], boxes, [0], size, method="bilinear",
+                                     extrapolation_value=0.0)[0]
+    label = tf.image.crop_and_resize(label[None, :, :, None], boxes, [0], size, method="nearest",
+                                     extrapolation_value=float(ignore_label))[0, :, :, 0]
+    if color_jitter:  # image only
+        image = tf.image.stateless_random_brightness(image, _BRIGHTNESS_DELTA, seeds[4])
+        image = tf.image.stateless_random_contrast(image, *_CONTRAST_RANGE, seed=seeds[5])
+        image = tf.clip_by_value(image, 0.0, 255.0)
+    return image, tf.cast(label, tf.int32)
+
+
+def make_pipeline(source, batch_size, crop_size=(360, 480), training=True, label_downsample=1,
+                  seed=0, cache=True, shuffle_buffer=None, drop_remainder=None, *,
+                  scale_range=(0.5, 2.0), flip=True, color_jitter=True):
+    """Batches of `(image, label)` from a `Source`, for `model.fit` or evaluation.
+
+    Training: seeded shuffle, then per example a random horizontal flip, a random scale in
+    `scale_range`, a random crop (or pad, if the scaled image is smaller) to `crop_size`, and
+    brightness/contrast jitter of the image only. Padded label pixels are `ignore_label`; labels
+    are only ever resampled with nearest neighbour. The augmentation draws its randomness from
+    stateless ops seeded per example, so a pipeline with the same `seed` gives the same batches
+    (each epoch differs). The dataset is not repeated: Keras `fit` runs the epochs.
+    Evaluation: no augmentation, fixed order; images are centre-cropped or padded to
+    `crop_size`.
+
+    Args:
+        source: `Source`. From `get_source`.
+        batch_size: int. Examples per batch.
+        crop_size: tuple (height, width) or None. Output size; both must be multiples of
+            `label_downsample`. None keeps each image's own size (then batching needs equal
+            sizes, or `batch_size=1`). Defaults to (360, 480).
+        training: bool. Shuffle and augment. Defaults to True.
+        label_downsample: int. Labels are downsampled by this factor with nearest neighbour
+            after augmentation; 8 gives the targets of the encoder stage. Defaults to 1.
+        seed: int. Seed of the shuffle and the augmentation. Defaults to 0.
+        cache: bool. Keep decoded examples (before augmentation) in memory after the first
+            epoch. Turn it off when they do not fit (Cityscapes train at 1024x2048 is about
+            25 GB decoded). Defaults to True.
+        shuffle_buffer: int or None. Shuffle buffer of examples. Defaults to None: the whole
+            source when cached; otherwise the source shuffles its file order (or encoded
+            records) before decoding and no buffer of decoded examples is used.
+        drop_remainder: bool or None. Drop the last short batch. Defaults to None: True when
+            training, False otherwise.
+        scale_range: tuple (low, high). Random scale range when training. Defaults to
+            (0.5, 2.0).
+        flip: bool. Random horizontal flips when training. Defaults to True.
+        color_jitter: bool. Random brightness (+-32) and contrast (x0.75..1.25) when training.
+            Defaults to True.
+
+    Returns:
+        A `tf.data.Dataset` of `(image float32 [B, h, w, 3] in 0..255,
+        label int32 [B, h / label_downsample, w / label_downsample])`, prefetched.
+
+    Raises:
+        ValueError: if `crop_size` is not positive or not a multiple of `label_downsample`, or
+            another argument is out of range.
+
+    Example:
+
+    >>> from enet_keras import data
+    >>> src = data.get_source("synthetic", "train", num_examples=4, height=64, width=96)
+    >>> ds = data.make_pipeline(src, 2, crop_size=(64, 96), label_downsample=8)
+    >>> images, labels = next(iter(ds))
+    >>> tuple(images.shape), tuple(labels.shape)
+    ((2, 64, 96, 3), (2, 8, 12))
+    """
+    _check_args(source, batch_size, crop_size, label_downsample, scale_range)
+    if crop_size is not None:
+        crop_size = (int(crop_size[0]), int(crop_size[1]))
+    if drop_remainder is None:
+        drop_remainder = bool(training)
+    if shuffle_buffer is not None and (not isinstance(shuffle_buffer, int) or shuffle_buffer < 1):
+        raise ValueError(f"shuffle_buffer must be an int >= 1 or None. Received: "
+                         f"shuffle_buffer={shuffle_buffer!r}")
+    ignore = source.ignore_label
+    autotune = tf.data.AUTOTUNE
+
+    if cache:
+        ds = source.dataset().cache()
+        if training:
+            buffer = shuffle_buffer or source.num_examples or 1024
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    else:
+        ds = source.dataset(shuffle_seed=seed if training else None)
+        if training and shuffle_buffer:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+
+    if training:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds))
+
+        def prepare(example, element_seed):
+            image, label = example
+            image, label = _augment(tf.cast(image, tf.float32), label, element_seed, crop_size,
+                                    ignore, scale_range, flip, color_jitter)
+            return image, _downsample_label(label, label_downsample)
+    else:
+        def prepare(image, label):
+            image, label = tf.cast(image, tf.float32), tf.cast(label, tf.int32)
+            if crop_size is not None:
+                image = _center_crop_or_pad(image, *crop_size, 0.0)
+                label = _center_crop_or_pad(label, *crop_size, ignore)
+            return image, _downsample_label(label, label_downsample)
+
+    ds = ds.map(prepare, num_parallel_calls=autotune, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune,
+                  deterministic=True)
+    return ds.prefetch(autotune)
