@@ -1,0 +1,337 @@
+"""ENet's two-stage training (Paszke et al. 2016, Sec. 5): the encoder alone on labels at 1/8
+resolution, then the whole network with the encoder's weights, both with `model.fit`."""
+
+import dataclasses
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from enet_keras import data
+from enet_keras.files import atomic_write_json
+from enet_keras.model import ENet, transfer_weights
+from enet_keras.training.callbacks import RunRecorder, read_history, save_model_atomic
+from enet_keras.training.losses import WeightedSparseCategoricalCrossentropy
+from enet_keras.training.metrics import PixelAccuracy, mean_iou
+
+STAGES = ("encoder", "decoder", "both")
+STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+# Fields of the configuration that may change when a run is resumed.
+_RESUMABLE_FIELDS = ("strategy", "verbose", "jit_compile", "stage", "encoder_weights")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run depends on; written to `<run_dir>/config.json`.
+
+    Defaults are the paper's and the authors' code's (Adam, learning rate 5e-4, weight decay
+    2e-4, batch 10, ENet class weighting with c = 1.2 for the encoder stage and 1.02 for the
+    whole network), except the learning-rate schedule: polynomial decay to 0 with power 0.9
+    over the stage (the authors decayed in steps at fixed epochs; "poly" needs no tuning of step
+    epochs when the number of epochs changes, which on a CPU it always does).
+
+    `height`/`width` are the training crop; validation runs at the data's full size
+    (`val_height`/`val_width` None) or at a given size.
+    """
+
+    dataset: str = "synthetic"
+    data_dir: str = None
+    run_dir: str = "runs/enet"
+    stage: str = "both"
+    encoder_weights: str = None
+    num_classes: int = None
+    height: int = 360
+    width: int = 480
+    val_height: int = None
+    val_width: int = None
+    batch_size: int = 10
+    encoder_epochs: int = 100
+    decoder_epochs: int = 100
+    learning_rate: float = 5e-4
+    weight_decay: float = 2e-4
+    class_weighting: str = "enet"
+    encoder_c: float = 1.2
+    decoder_c: float = 1.02
+    activation: str = "prelu"
+    strategy: str = "default"
+    mixed_precision: bool = False
+    jit_compile: bool = True
+    seed: int = 0
+    steps_per_epoch: int = None
+    validation_steps: int = None
+    dataset_options: dict = dataclasses.field(default_factory=dict)
+    verbose: int = 1
+
+    def check(self):
+        if self.stage not in STAGES:
+            raise ValueError(f"--stage must be one of {STAGES}. Received: {self.stage!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"--strategy must be one of {STRATEGIES}. Received: {self.strategy!r}")
+        if self.class_weighting not in ("enet", "median", "none"):
+            raise ValueError(f"--class_weighting must be enet, median or none. Received: {self.class_weighting!r}")
+        for name in ("height", "width", "val_height", "val_width"):
+            value = getattr(self, name)
+            if value is not None and (value <= 0 or value % 8):
+                raise ValueError(f"--{name} must be a positive multiple of 8 (ENet downsamples by 8). Received: {value}")
+        for name in ("batch_size", "encoder_epochs", "decoder_epochs"):
+            if getattr(self, name) < (1 if name == "batch_size" else 0):
+                raise ValueError(f"--{name} must be positive. Received: {getattr(self, name)}")
+
+
+def _strategy(name):
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--strategy multiworker needs the TF_CONFIG environment variable (cluster and task)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    return tf.distribute.get_strategy()
+
+
+def _is_chief(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    return resolver.task_type in (None, "chief") or (resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def _write_dir(run_dir, strategy):
+    """Where this process writes: the run folder on the chief, a private folder elsewhere."""
+    if _is_chief(strategy):
+        return run_dir
+    resolver = strategy.cluster_resolver
+    return os.path.join(run_dir, "workers", f"{resolver.task_type}_{resolver.task_id}")
+
+
+def add_weight_decay(model, weight_decay):
+    """L2 on every convolution kernel, as Torch's and PyTorch's Adam `weight_decay` (the
+    authors' and PyTorch-ENet's): gradient += weight_decay * w, i.e. loss += wd/2 * |w|^2.
+    Keras' `Adam(weight_decay=...)` is decoupled (AdamW), a different recipe."""
+    if weight_decay <= 0:
+        return
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+            layer.kernel.regularizer = keras.regularizers.L2(weight_decay / 2)
+
+
+def _steps(num_examples, batch_size, limit):
+    steps = math.ceil(num_examples / batch_size) if num_examples else None
+    if limit:
+        steps = min(limit, steps) if steps else limit
+    return steps
+
+
+def _check_num_classes(config, source):
+    if config.num_classes is not None and config.num_classes != source.num_classes:
+        raise ValueError(
+            f"--num_classes {config.num_classes} disagrees with the data: dataset {source.name!r} "
+            f"({source.split} split) has {source.num_classes} classes"
+        )
+
+
+def _check_resume(config, run_dir):
+    """Refuses to resume a run folder that holds a run with another configuration."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        previous = json.load(f)
+    current = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    changed = sorted(
+        k for k in current if k not in _RESUMABLE_FIELDS and k in previous and previous[k] != current[k]
+    )
+    if changed:
+        raise ValueError(
+            f"{path} holds a run with another configuration ({', '.join(changed)} differ). "
+            "Rerun with the same arguments to resume it, or choose a new --run_dir"
+        )
+
+
+def _stage_dir(run_dir, stage):
+    return os.path.join(run_dir, stage)
+
+
+def _done(stage_dir):
+    return os.path.exists(os.path.join(stage_dir, "done.json"))
+
+
+def train(config):
+    """Runs the training stages of `config` and returns a summary dict.
+
+    Stage `encoder` trains `ENet(encoder_only=True)` on labels downsampled by 8 (nearest
+    neighbour, as in the authors' code) and writes `<run_dir>/encoder/`; stage `decoder`
+    starts the full ENet from the encoder's best weights (by layer name) and writes
+    `<run_dir>/decoder/`, whose best model is copied to `<run_dir>/best.keras`. Each stage
+    folder holds `best.keras`, `last.keras`, `history.csv`, `curves.png` and TensorBoard `logs/`.
+
+    A run killed at any moment (SIGKILL included) continues from its last finished epoch when
+    the same call is made again: `keras.callbacks.BackupAndRestore` keeps the weights, the
+    optimizer and the epoch; finished stages are skipped.
+
+    Args:
+        config: `TrainConfig`.
+
+    Returns:
+        A dict with the stages run, their best validation mIoU and the paths written.
+
+    Raises:
+        ValueError: for a bad configuration, data that disagree with it, or a decoder stage
+            without encoder weights.
+
+    Example:
+
+    >>> summary = train(TrainConfig(dataset="synthetic", height=64, width=64, encoder_epochs=1,
+    ...                             decoder_epochs=1, dataset_options={"num_examples": 4}))
+    """
+    config.check()
+    train_source = data.get_source(config.dataset, "train", config.data_dir, **config.dataset_options)
+    val_source = data.get_source(config.dataset, "val", config.data_dir, **config.dataset_options)
+    _check_num_classes(config, train_source)
+    encoder_dir = _stage_dir(config.run_dir, "encoder")
+    encoder_best = config.encoder_weights or os.path.join(encoder_dir, "best.keras")
+    if config.stage == "decoder" and not os.path.exists(encoder_best):
+        raise ValueError(
+            f"--stage decoder starts from trained encoder weights, but {encoder_best} does not exist. "
+            "Train the encoder first (--stage encoder) or pass --encoder_weights PATH.keras"
+        )
+    _check_resume(config, config.run_dir)
+
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.utils.set_random_seed(config.seed)
+    strategy = _strategy(config.strategy)
+    out_dir = _write_dir(config.run_dir, strategy)
+    os.makedirs(out_dir, exist_ok=True)
+    atomic_write_json(os.path.join(out_dir, "config.json"), dataclasses.asdict(config))
+
+    summary = {"run_dir": config.run_dir, "stages": {}}
+    stages = ["encoder", "decoder"] if config.stage == "both" else [config.stage]
+    for stage in stages:
+        stage_dir = _stage_dir(out_dir, stage)
+        if _done(stage_dir):
+            if config.verbose:
+                print(f"Stage {stage}: already finished in {stage_dir}, skipped.")
+        else:
+            init = encoder_best if stage == "decoder" else None
+            _run_stage(config, stage, strategy, train_source, val_source, stage_dir, init)
+        rows = read_history(os.path.join(stage_dir, "history.csv"))
+        best = max((r.get("val_mean_iou", math.nan) for r in rows), default=math.nan)
+        summary["stages"][stage] = {"dir": stage_dir, "epochs": len(rows), "best_val_mean_iou": best}
+    if "decoder" in stages and _is_chief(strategy):
+        best_path = os.path.join(out_dir, "decoder", "best.keras")
+        if os.path.exists(best_path):
+            save_model_atomic(keras.saving.load_model(best_path), os.path.join(out_dir, "best.keras"))
+            summary["best_model"] = os.path.join(out_dir, "best.keras")
+    atomic_write_json(os.path.join(out_dir, "summary.json"), summary)
+    return summary
+
+
+def _run_stage(config, stage, strategy, train_source, val_source, stage_dir, init):
+    encoder = stage == "encoder"
+    downsample = 8 if encoder else 1
+    epochs = config.encoder_epochs if encoder else config.decoder_epochs
+    batch = config.batch_size
+    train_ds = data.make_pipeline(
+        train_source, batch, (config.height, config.width), training=True, label_downsample=downsample,
+        seed=config.seed, drop_remainder=config.strategy != "default",
+    )
+    val_size = (config.val_height, config.val_width) if config.val_height and config.val_width else None
+    val_ds = data.make_pipeline(val_source, batch, val_size, training=False, label_downsample=downsample)
+    steps = _steps(train_source.num_examples, batch, config.steps_per_epoch)
+    if config.steps_per_epoch:
+        train_ds = train_ds.repeat()
+    weights = None
+    if config.class_weighting != "none":
+        c = config.encoder_c if encoder else config.decoder_c
+        weights = data.class_weights(
+            train_source, method=config.class_weighting, c=c, cache_dir=config.run_dir
+        )
+    num_classes = train_source.num_classes
+
+    with strategy.scope():
+        model = ENet(num_classes, encoder_only=encoder, activation=config.activation,
+                     name="enet_encoder" if encoder else "enet")
+        if init is not None:
+            transfer_weights(keras.saving.load_model(init, compile=False), model)
+        if config.strategy in ("mirrored", "multiworker"):
+            # Batch statistics over the global batch, and identical moving statistics on every
+            # replica and worker.
+            for layer in model.layers:
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.synchronized = True
+        add_weight_decay(model, config.weight_decay)
+        schedule = keras.optimizers.schedules.PolynomialDecay(
+            config.learning_rate, decay_steps=max(1, epochs * (steps or 1)), end_learning_rate=0.0, power=0.9
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule),
+            loss=WeightedSparseCategoricalCrossentropy(
+                None if weights is None else list(map(float, weights)), train_source.ignore_label, num_classes
+            ),
+            metrics=[mean_iou(num_classes, train_source.ignore_label), PixelAccuracy(train_source.ignore_label)],
+            jit_compile=config.jit_compile,
+        )
+    multiworker = config.strategy == "multiworker"
+    recorder = RunRecorder(
+        stage_dir, monitor="loss" if multiworker else "val_mean_iou", mode="min" if multiworker else "max",
+        title=f"ENet {stage} stage on {config.dataset}",
+    )
+    if multiworker:
+        # Keras 3's model.fit cannot run under MultiWorkerMirroredStrategy
+        # (keras-team/keras#20585); a strategy.run loop does the same work.
+        _fit_multiworker(model, strategy, train_ds, val_ds, epochs, steps, recorder, config.verbose)
+    else:
+        callbacks = [
+            keras.callbacks.BackupAndRestore(os.path.join(stage_dir, "backup"), double_checkpoint=True),
+            recorder,
+            keras.callbacks.TensorBoard(os.path.join(stage_dir, "logs")),
+        ]
+        model.fit(
+            train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=config.steps_per_epoch,
+            validation_steps=config.validation_steps, callbacks=callbacks, verbose=config.verbose,
+        )
+    atomic_write_json(os.path.join(stage_dir, "done.json"), {"epochs": epochs, "finished": time.time()})
+
+
+def _fit_multiworker(model, strategy, train_ds, val_ds, epochs, steps, recorder, verbose):
+    """A `strategy.run` training loop: gradients all-reduced by the optimizer, batch norm
+    synchronised, so all workers end with identical weights. Logs the training loss."""
+    loss_fn = model.loss
+    optimizer = model.optimizer
+    distributed = strategy.experimental_distribute_dataset(train_ds)
+
+    @tf.function
+    def train_step(images, labels):
+        def step(images, labels):
+            with tf.GradientTape() as tape:
+                logits = model(images, training=True)
+                loss = loss_fn(labels, logits) + tf.add_n(model.losses) if model.losses else loss_fn(labels, logits)
+                scaled = loss / strategy.num_replicas_in_sync
+            grads = tape.gradient(scaled, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return scaled
+
+        per_replica = strategy.run(step, args=(images, labels))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    recorder.set_model(model)
+    recorder.on_train_begin()
+    for epoch in range(epochs):
+        losses = []
+        for index, (images, labels) in enumerate(distributed):
+            if steps and index >= steps:
+                break
+            losses.append(float(train_step(images, labels)))
+        logs = {"loss": float(np.mean(losses))}
+        if verbose:
+            print(f"Epoch {epoch + 1}/{epochs} - loss: {logs['loss']:.4f}", flush=True)
+        recorder.on_epoch_end(epoch, logs)

@@ -1,0 +1,111 @@
+"""Train ENet in two stages (encoder, then the full network). All logic is in enet_keras.training.
+
+Example:
+    python tools/train.py --dataset camvid --data_dir ../shared/data/camvid --run_dir runs/camvid
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+
+# Per-dataset defaults a user gets without flags. The synthetic set is the README's main job:
+# small enough to finish in a few minutes on 2 CPU cores and still learn visibly.
+DATASET_DEFAULTS = {
+    "synthetic": {
+        "height": 128, "width": 160, "batch_size": 8, "encoder_epochs": 6, "decoder_epochs": 8,
+        "learning_rate": 5e-3,
+        "dataset_options": {"num_examples": None, "height": 128, "width": 160},
+    },
+}
+
+
+def build_parser():
+    from enet_keras.training import TrainConfig
+    from enet_keras.training.trainer import STAGES, STRATEGIES
+
+    d = TrainConfig()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default=d.dataset,
+                   choices=["synthetic", "camvid", "cityscapes", "tfds", "folder", "tfrecord"],
+                   help=f"Training data (default: {d.dataset})")
+    p.add_argument("--data_dir", default=None, help="Folder of the dataset; not needed for synthetic (default: None)")
+    p.add_argument("--run_dir", default=d.run_dir, help=f"Output folder; rerun the same command to resume (default: {d.run_dir})")
+    p.add_argument("--stage", default=d.stage, choices=STAGES, help=f"Stage(s) to train (default: {d.stage})")
+    p.add_argument("--encoder_weights", default=None,
+                   help="Encoder .keras model for --stage decoder (default: <run_dir>/encoder/best.keras)")
+    p.add_argument("--num_classes", type=int, default=None, help="Expected number of classes, checked against the data (default: from the data)")
+    for name, kind, what in [
+        ("height", int, "Training crop height, a multiple of 8"),
+        ("width", int, "Training crop width, a multiple of 8"),
+        ("val_height", int, "Validation size; none = the images' full size"),
+        ("val_width", int, "Validation size; none = the images' full size"),
+        ("batch_size", int, "Batch size"),
+        ("encoder_epochs", int, "Epochs of the encoder stage"),
+        ("decoder_epochs", int, "Epochs of the full-network stage"),
+        ("learning_rate", float, "Adam's initial learning rate (poly decay to 0)"),
+        ("weight_decay", float, "L2 weight decay on convolution kernels"),
+        ("encoder_c", float, "c of the class weights 1/ln(c+p), encoder stage"),
+        ("decoder_c", float, "c of the class weights 1/ln(c+p), decoder stage"),
+        ("seed", int, "Random seed"),
+        ("steps_per_epoch", int, "Limit the steps per epoch; none = the whole training split"),
+        ("validation_steps", int, "Limit the validation steps; none = the whole split"),
+    ]:
+        default = getattr(d, name)
+        p.add_argument(f"--{name}", type=kind, default=None,
+                       help=f"{what} (default: {default}; for synthetic see DATASET_DEFAULTS)")
+    p.add_argument("--class_weighting", default=d.class_weighting, choices=["enet", "median", "none"],
+                   help=f"Class weighting from the training labels (default: {d.class_weighting})")
+    p.add_argument("--activation", default=d.activation, choices=["prelu", "relu"], help=f"Activation (default: {d.activation})")
+    p.add_argument("--strategy", default=d.strategy, choices=STRATEGIES,
+                   help=f"tf.distribute strategy; multiworker reads TF_CONFIG (default: {d.strategy})")
+    p.add_argument("--mixed_precision", action="store_true", help="mixed_float16, for GPUs (default: off)")
+    p.add_argument("--no_jit_compile", dest="jit_compile", action="store_false", help="Disable XLA (default: XLA on)")
+    p.add_argument("--dataset_option", action="append", default=[], metavar="KEY=VALUE",
+                   help="Extra option of the data source, e.g. num_examples=100 (JSON values) (default: none)")
+    p.add_argument("--verbose", type=int, default=1, help="Keras verbosity: 0, 1 or 2 (default: 1)")
+    return p
+
+
+def config_from_args(args):
+    from enet_keras.training import TrainConfig
+
+    values = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name != "dataset_options"}
+    dataset_options = {}
+    preset = DATASET_DEFAULTS.get(args.dataset, {})
+    values.update({k: v for k, v in preset.items() if k != "dataset_options"})
+    dataset_options.update(preset.get("dataset_options", {}))
+    for key, value in vars(args).items():
+        if key in values and value is not None:
+            values[key] = value
+    for item in args.dataset_option:
+        if "=" not in item:
+            raise ValueError(f"--dataset_option expects KEY=VALUE. Received: {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            dataset_options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            dataset_options[key] = value
+    dataset_options = {k: v for k, v in dataset_options.items() if v is not None}
+    return TrainConfig(**values, dataset_options=dataset_options)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from enet_keras.training import train
+
+    config = config_from_args(args)
+    summary = train(config)
+    print("\nSummary")
+    for stage, info in summary["stages"].items():
+        miou = info["best_val_mean_iou"]
+        shown = "n/a" if math.isnan(miou) else f"{miou:.3f}"
+        print(f"  {stage:8s} {info['epochs']:3d} epochs, best val mIoU {shown}, in {info['dir']}")
+    if "best_model" in summary:
+        print(f"  best model: {summary['best_model']}")
+    return summary
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
