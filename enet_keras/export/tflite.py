@@ -88,9 +88,21 @@ def convert(model, height, width, precision="fp32", representative_images=None, 
         converter.representative_dataset = _representative_dataset(
             representative_images, height, width, num_calibration_images
         )
-    flatbuffer = converter.convert()
+    flatbuffer = _quiet_convert(converter)
     check_builtin_only(flatbuffer)
     return flatbuffer
+
+
+def _quiet_convert(converter):
+    # The converter writes the Keras model out with `ExportArchive.write_out`, which prints
+    # every captured variable (hundreds of lines); route Keras' messages to absl logging meanwhile.
+    interactive = keras.config.is_interactive_logging_enabled()
+    keras.config.disable_interactive_logging()
+    try:
+        return converter.convert()
+    finally:
+        if interactive:
+            keras.config.enable_interactive_logging()
 
 
 def _representative_dataset(images, height, width, limit):
@@ -164,3 +176,58 @@ def export(model, path, height, width, precision="fp32", representative_images=N
     flatbuffer = convert(model, height, width, precision, representative_images, num_calibration_images)
     atomic_write_bytes(path, flatbuffer)
     return os.fspath(path)
+
+
+def calibration_images(source, height, width, num_images=100):
+    """The first `num_images` images of a data source, resized and centre-cropped to the export
+    size: representative data for int8 calibration (and TF-TRT INT8, and serving warm-up).
+
+    Each image is scaled (keeping its aspect ratio, bilinear with antialiasing) so that it
+    covers `height` x `width`, then cropped at its centre.
+
+    Args:
+        source: an `enet_keras.data` source (`data.get_source(name, "train", ...)`), or any
+            iterable of (H, W, 3) images or (image, label) pairs.
+        height: int. Export height.
+        width: int. Export width.
+        num_images: int. How many images to take. Defaults to 100.
+
+    Returns:
+        A list of uint8 arrays of shape (height, width, 3).
+
+    Raises:
+        ValueError: if the source yields no images or images without 3 channels.
+
+    Example:
+
+    >>> images = [np.zeros((100, 200, 3), np.uint8)]
+    >>> calibration_images(images, 64, 64)[0].shape
+    (64, 64, 3)
+    """
+    examples = source.dataset() if hasattr(source, "dataset") else source
+    images = []
+    for example in examples:
+        image = example[0] if isinstance(example, (tuple, list)) else example
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(
+                f"calibration images must be RGB (H, W, 3). Received: an image of shape {image.shape} "
+                f"from {getattr(source, 'name', type(source).__name__)}"
+            )
+        images.append(_cover_and_crop(image, height, width))
+        if len(images) >= num_images:
+            break
+    if not images:
+        raise ValueError(f"The data source {getattr(source, 'name', source)!r} yielded no images for calibration")
+    return images
+
+
+def _cover_and_crop(image, height, width):
+    h, w = image.shape[:2]
+    if (h, w) != (height, width):
+        scale = max(height / h, width / w)
+        size = (max(height, round(h * scale)), max(width, round(w * scale)))
+        image = tf.image.resize(tf.cast(image, tf.float32), size, antialias=True).numpy()
+        top, left = (size[0] - height) // 2, (size[1] - width) // 2
+        image = image[top : top + height, left : left + width]
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)

@@ -1,0 +1,235 @@
+"""ONNX export, for ONNX Runtime and for TensorRT through `trtexec --onnx`.
+
+We convert with `tf2onnx.convert.from_keras`, which is also what Keras 3's
+`model.export(path, format="onnx")` calls with the TensorFlow backend (both work with TF 2.21
+and numpy 2 and give the same graph). Calling tf2onnx ourselves lets us name the input and
+output (`images`, `logits`), keep the model in memory and write the file atomically; Keras'
+export writes in place and names the output `Identity:0`.
+
+The model takes float32 NHWC images of raw pixels in [0, 255] and returns float32 NHWC logits.
+Our max-unpooling is built from elementwise ops and reshapes (`Equal`, `Mul`, `Concat`,
+`Reshape`, `DepthToSpace`...), not ONNX `MaxUnpool`, so it converts and TensorRT parses it
+(PyTorch's `max_unpool2d` has no ONNX export, so PyTorch-ENet cannot be exported).
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from enet_keras.files import atomic_write_bytes
+
+INPUT_NAME = "images"
+OUTPUT_NAME = "logits"
+
+
+def convert(model, height=None, width=None, opset=17, batch_size=None):
+    """Converts a Keras ENet to an ONNX `ModelProto`.
+
+    Args:
+        model: `keras.Model` taking float (B, H, W, 3) images in [0, 255].
+        height: int or None. Fixed input height (a multiple of 8), or None for any. Defaults
+            to None.
+        width: int or None. Fixed input width (a multiple of 8), or None for any. Defaults to
+            None.
+        opset: int. ONNX opset. Defaults to 17.
+        batch_size: int or None. Fixed batch size, or None for any. TensorRT's `trtexec`
+            needs no shape flags when every dimension is fixed. Defaults to None.
+
+    Returns:
+        An `onnx.ModelProto` with input `images` float32 [B, H, W, 3] and output `logits`
+        float32 [B, H, W, num_classes].
+
+    Raises:
+        ValueError: if height or width is not a positive multiple of 8.
+
+    Example:
+
+    >>> from enet_keras import ENet
+    >>> proto = convert(ENet(num_classes=3), 64, 64)
+    >>> [i.name for i in proto.graph.input], [o.name for o in proto.graph.output]
+    (['images'], ['logits'])
+    """
+    import tf2onnx
+
+    for size, what in ((height, "height"), (width, "width")):
+        if size is not None and (not isinstance(size, (int, np.integer)) or size <= 0 or size % 8):
+            raise ValueError(f"ENet needs an input {what} that is a positive multiple of 8 or None. Received: {what}={size}")
+    spec = (tf.TensorSpec((batch_size, height, width, 3), tf.float32, name=INPUT_NAME),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
+    _rename_output(proto, OUTPUT_NAME)
+    if height is not None and width is not None:
+        shrink_uniform_constants(proto)
+    return proto
+
+
+# Elementwise ops that broadcast all their inputs (numpy rules).
+_BROADCASTING_OPS = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Equal", "Greater", "Less", "And", "Or", "Where"}
+
+
+def shrink_uniform_constants(proto, min_elements=1024):
+    """Replaces large constant tensors that hold one repeated value by a scalar, in place.
+
+    With a fixed input size, tf2onnx folds `zeros_like` / `full_like` of activations (from the
+    pooling and unpooling layers) into constants of the activation's shape: 2.7 MB at 360x480,
+    growing with the resolution. Where every consumer is a broadcasting elementwise op whose
+    other input already has that full shape, a scalar gives the same result.
+
+    Args:
+        proto: `onnx.ModelProto`, modified in place.
+        min_elements: int. Only constants with at least this many elements are considered.
+            Defaults to 1024.
+
+    Returns:
+        The names of the constants replaced.
+    """
+    from collections import defaultdict
+
+    import onnx
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    inferred = onnx.shape_inference.infer_shapes(proto).graph
+    shapes = {}
+    for info in list(inferred.value_info) + list(inferred.input) + list(inferred.output):
+        dims = info.type.tensor_type.shape.dim
+        shapes[info.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    consumers = defaultdict(list)
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            consumers[name].append((node, index))
+    outputs = {o.name for o in graph.output}
+    replaced = []
+    for position, tensor in enumerate(graph.initializer):
+        dims = list(tensor.dims)
+        if int(np.prod(dims)) < min_elements or tensor.name in outputs or not consumers[tensor.name]:
+            continue
+        array = numpy_helper.to_array(tensor)
+        if not (array == array.flat[0]).all():
+            continue
+        safe = all(
+            node.op_type in _BROADCASTING_OPS
+            and any(shapes.get(other) == dims for j, other in enumerate(node.input) if j != index)
+            for node, index in consumers[tensor.name]
+        )
+        if safe:
+            scalar = numpy_helper.from_array(np.asarray(array.flat[0], dtype=array.dtype), tensor.name)
+            graph.initializer[position].CopyFrom(scalar)
+            replaced.append(tensor.name)
+    return replaced
+
+
+def _rename_output(proto, name):
+    (output,) = proto.graph.output
+    old = output.name
+    for node in proto.graph.node:
+        for i, value in enumerate(node.output):
+            if value == old:
+                node.output[i] = name
+        for i, value in enumerate(node.input):
+            if value == old:
+                node.input[i] = name
+    output.name = name
+
+
+def export_onnx(model, path, height=None, width=None, opset=17, batch_size=None):
+    """Converts with `convert` and writes the `.onnx` file atomically.
+
+    Args:
+        model: `keras.Model`.
+        path: str. Output `.onnx` path.
+        height, width, opset, batch_size: as in `convert`.
+
+    Returns:
+        The path written.
+
+    Example:
+
+    >>> from enet_keras import ENet
+    >>> export_onnx(ENet(num_classes=3), "/tmp/enet.onnx", 64, 64, batch_size=1)
+    '/tmp/enet.onnx'
+    """
+    proto = convert(model, height, width, opset, batch_size)
+    atomic_write_bytes(path, proto.SerializeToString())
+    return os.fspath(path)
+
+
+def ops(path_or_proto):
+    """The sorted set of ONNX op types in a model.
+
+    Args:
+        path_or_proto: str path of an `.onnx` file, or an `onnx.ModelProto`.
+
+    Returns:
+        A sorted list such as `["Add", "Concat", "Conv", ...]`.
+    """
+    import onnx
+
+    proto = onnx.load(os.fspath(path_or_proto)) if isinstance(path_or_proto, (str, os.PathLike)) else path_or_proto
+    return sorted({node.op_type for node in proto.graph.node})
+
+
+class OnnxSegmenter:
+    """Runs an exported ENet `.onnx` with ONNX Runtime, checking its inputs.
+
+    Args:
+        path: str. The `.onnx` file.
+        num_threads: int or None. Intra-op threads; None lets ONNX Runtime choose. Defaults
+            to None.
+
+    Raises:
+        FileNotFoundError: if `path` does not exist.
+
+    Example:
+
+    >>> runner = OnnxSegmenter("/tmp/enet.onnx")
+    >>> runner.predict(np.zeros((1, 64, 64, 3), np.uint8)).shape
+    (1, 64, 64, 3)
+    """
+
+    def __init__(self, path, num_threads=None):
+        import onnxruntime
+
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No ONNX model at {path}")
+        options = onnxruntime.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = int(num_threads)
+            options.inter_op_num_threads = 1
+        self.path = path
+        self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        (self._input,) = self.session.get_inputs()
+        self.input_shape = tuple(d if isinstance(d, int) else None for d in self._input.shape)
+
+    def check_input(self, images):
+        """Returns `images` as float32 (B, H, W, 3), or raises `ValueError` naming what is wrong.
+
+        Accepts uint8, integer or float arrays of raw pixels in [0, 255].
+        """
+        images = np.asarray(images)
+        if images.dtype.kind not in "uif":
+            raise ValueError(
+                f"{self.path}: expected uint8 or float images of raw pixels in [0, 255]. "
+                f"Received: dtype {images.dtype}"
+            )
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(
+                f"{self.path}: expected images of shape (batch, height, width, 3) (RGB, channels "
+                f"last). Received: shape {images.shape}"
+            )
+        for received, expected, what in zip(images.shape, self.input_shape, ("batch", "height", "width")):
+            if expected is not None and received != expected:
+                raise ValueError(
+                    f"{self.path}: the model takes input shape {self.input_shape} (None = any); "
+                    f"expected {what} {expected}. Received: shape {images.shape}"
+                )
+        if any(size % 8 for size in images.shape[1:3]):
+            raise ValueError(
+                f"{self.path}: height and width must be multiples of 8. Received: shape {images.shape}"
+            )
+        return images.astype(np.float32, copy=False)
+
+    def predict(self, images):
+        """Float32 logits (B, H, W, num_classes) for (B, H, W, 3) images in [0, 255]."""
+        return self.session.run(None, {self._input.name: self.check_input(images)})[0]
