@@ -1,0 +1,272 @@
+"""Drawing segmentations: palettes, colour maps, overlays, side-by-side views with a legend,
+and confusion-matrix plots (matplotlib, Agg backend: no display needed)."""
+
+import io
+import json
+import os
+
+import numpy as np
+
+from enet_keras.files import atomic_write_bytes
+
+PALETTE_NAMES = ("camvid", "cityscapes", "default")
+
+
+def default_palette(num_classes=256):
+    """The PASCAL VOC colour map: distinct, deterministic colours for any number of classes.
+
+    Args:
+        num_classes: int. Number of colours. Defaults to 256.
+
+    Returns:
+        A list of (r, g, b) tuples.
+
+    Example:
+
+    >>> default_palette(3)
+    [(0, 0, 0), (128, 0, 0), (0, 128, 0)]
+    """
+    palette = []
+    for index in range(num_classes):
+        r = g = b = 0
+        c = index
+        for shift in range(7, -1, -1):
+            r |= ((c >> 0) & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        palette.append((r, g, b))
+    return palette
+
+
+def get_palette(name_or_path, num_classes=None):
+    """Colours and class names by palette name or from a file.
+
+    Args:
+        name_or_path: str. `"camvid"` (11 classes), `"cityscapes"` (19), `"default"` (the VOC
+            colour map, `num_classes` colours named `class 0` ...), or the path of a JSON file:
+            either a list of [r, g, b], or `{"palette": [[r, g, b], ...], "class_names": [...]}`
+            (the `palette.json` that `tools/export.py` writes).
+        num_classes: int or None. Number of classes needed; an error if the palette has fewer.
+            Required for `"default"`. Defaults to None.
+
+    Returns:
+        A tuple `(palette, class_names)`: a list of (r, g, b) and a list of str.
+
+    Raises:
+        ValueError: for an unknown name, a malformed file or too few colours.
+        FileNotFoundError: for a missing palette file.
+
+    Example:
+
+    >>> palette, names = get_palette("camvid")
+    >>> len(palette), names[0]
+    (11, 'Sky')
+    """
+    if name_or_path == "camvid":
+        from enet_keras.pretrained import CAMVID_CLASSES, CAMVID_PALETTE
+
+        palette, names = list(CAMVID_PALETTE), list(CAMVID_CLASSES)
+    elif name_or_path == "cityscapes":
+        from enet_keras.data import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+
+        palette, names = list(CITYSCAPES_PALETTE), list(CITYSCAPES_CLASSES)
+    elif name_or_path == "default":
+        if num_classes is None:
+            raise ValueError("The default palette needs num_classes")
+        palette, names = default_palette(num_classes), [f"class {i}" for i in range(num_classes)]
+    else:
+        palette, names = _read_palette_file(name_or_path)
+    palette = [tuple(int(v) for v in colour) for colour in palette]
+    if num_classes is not None and len(palette) < num_classes:
+        raise ValueError(
+            f"The palette {name_or_path!r} has {len(palette)} colours but {num_classes} classes need "
+            "colouring: use --palette default or a palette file with enough colours"
+        )
+    return palette, list(names)
+
+
+def _read_palette_file(path):
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"No palette file at {path}: expected one of {PALETTE_NAMES} or the path of a JSON palette"
+        )
+    try:
+        with open(path) as f:
+            content = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"The palette file {path} is not valid JSON: {error}") from error
+    palette = content.get("palette") if isinstance(content, dict) else content
+    if not isinstance(palette, list) or not all(
+        isinstance(c, (list, tuple)) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
+        for c in palette
+    ):
+        raise ValueError(
+            f"The palette file {path} must hold a list of [r, g, b] (0..255) or "
+            '{"palette": [[r, g, b], ...], "class_names": [...]}'
+        )
+    names = content.get("class_names") if isinstance(content, dict) else None
+    if names is None:
+        names = [f"class {i}" for i in range(len(palette))]
+    elif len(names) != len(palette):
+        raise ValueError(f"The palette file {path} has {len(palette)} colours but {len(names)} class_names")
+    return palette, names
+
+
+def colorize(class_ids, palette):
+    """Colours class ids with a palette; ids without a colour (e.g. the ignore label) are black.
+
+    Args:
+        class_ids: integer array (H, W).
+        palette: sequence of (r, g, b).
+
+    Returns:
+        uint8 array (H, W, 3).
+
+    Example:
+
+    >>> colorize(np.array([[0, 1, 255]]), [(1, 2, 3), (4, 5, 6)]).tolist()
+    [[[1, 2, 3], [4, 5, 6], [0, 0, 0]]]
+    """
+    class_ids = np.asarray(class_ids).astype(np.int64)
+    table = np.zeros((max(256, len(palette), int(class_ids.max(initial=0)) + 1), 3), np.uint8)
+    table[: len(palette)] = np.asarray(palette, np.uint8).reshape(-1, 3)
+    return table[np.clip(class_ids, 0, len(table) - 1)]
+
+
+def overlay(image, class_ids, palette, alpha=0.5):
+    """Blends the colours of the class ids over an image.
+
+    Args:
+        image: uint8 array (H, W, 3).
+        class_ids: integer array (H, W).
+        palette: sequence of (r, g, b).
+        alpha: float in [0, 1]. Opacity of the colours. Defaults to 0.5.
+
+    Returns:
+        uint8 array (H, W, 3).
+
+    Raises:
+        ValueError: if the image and class ids differ in height and width, or alpha is out of range.
+    """
+    image = np.asarray(image)
+    class_ids = np.asarray(class_ids)
+    if image.shape[:2] != class_ids.shape or image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(
+            f"overlay needs an (H, W, 3) image and (H, W) class ids. Received: image {image.shape}, "
+            f"class_ids {class_ids.shape}"
+        )
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1]. Received: alpha={alpha}")
+    blended = (1.0 - alpha) * image.astype(np.float32) + alpha * colorize(class_ids, palette).astype(np.float32)
+    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
+
+
+def side_by_side(image, overlaid, legend=None):
+    """The image and its overlay side by side, with a legend of class colours below.
+
+    Args:
+        image: uint8 array (H, W, 3).
+        overlaid: uint8 array (H, W, 3), e.g. from `overlay`.
+        legend: sequence of (name, (r, g, b)) or None. Defaults to None (no legend).
+
+    Returns:
+        A `PIL.Image.Image` (RGB) of width 2W and height H plus the legend's.
+
+    Example:
+
+    >>> img = np.zeros((64, 64, 3), np.uint8)
+    >>> side_by_side(img, img, [("road", (128, 64, 128))]).size[0]
+    128
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    image, overlaid = np.asarray(image, np.uint8), np.asarray(overlaid, np.uint8)
+    if image.shape != overlaid.shape:
+        raise ValueError(f"image and overlay must have equal shapes. Received: {image.shape}, {overlaid.shape}")
+    height, width = image.shape[:2]
+    legend = list(legend or [])
+    font = ImageFont.load_default()
+    row, swatch, pad = 14, 10, 4
+    # Lay out legend entries left to right, wrapping at the canvas width.
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    positions, x, y = [], pad, pad
+    for name, _ in legend:
+        entry = swatch + 4 + int(probe.textlength(str(name), font=font)) + 12
+        if x + entry > 2 * width and x > pad:
+            x, y = pad, y + row
+        positions.append((x, y))
+        x += entry
+    legend_height = (y + row + pad) if legend else 0
+    canvas = Image.new("RGB", (2 * width, height + legend_height), (255, 255, 255))
+    canvas.paste(Image.fromarray(image), (0, 0))
+    canvas.paste(Image.fromarray(overlaid), (width, 0))
+    draw = ImageDraw.Draw(canvas)
+    for (name, colour), (x, y) in zip(legend, positions):
+        top = height + y
+        draw.rectangle([x, top + 2, x + swatch, top + 2 + swatch], fill=tuple(colour), outline=(0, 0, 0))
+        draw.text((x + swatch + 4, top), str(name), fill=(0, 0, 0), font=font)
+    return canvas
+
+
+def png_bytes(image):
+    """PNG bytes of a PIL image or a uint8 array ((H, W) greyscale or (H, W, 3) RGB)."""
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(np.asarray(image, np.uint8))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def plot_confusion_matrix(confusion, class_names, path, title=None):
+    """Writes a row-normalised confusion matrix (rows: labels, columns: predictions) as a PNG.
+
+    Args:
+        confusion: array (C, C) of pixel counts.
+        class_names: sequence of C str.
+        path: str. The PNG to write (atomically).
+        title: str or None. Plot title. Defaults to None.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: if the matrix is not (C, C) with C class names.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    confusion = np.asarray(confusion, np.float64)
+    if confusion.ndim != 2 or confusion.shape != (len(class_names), len(class_names)):
+        raise ValueError(
+            f"confusion must be (C, C) with C = {len(class_names)} class names. Received: shape {confusion.shape}"
+        )
+    rows = confusion.sum(axis=1, keepdims=True)
+    normalised = np.divide(confusion, rows, out=np.zeros_like(confusion), where=rows > 0)
+    size = max(4.0, 0.45 * len(class_names) + 2.0)
+    figure = Figure(figsize=(size + 1.0, size))
+    axes = figure.add_subplot()
+    shown = axes.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.04)
+    ticks = np.arange(len(class_names))
+    axes.set_xticks(ticks, labels=class_names, rotation=90)
+    axes.set_yticks(ticks, labels=class_names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("label")
+    if len(class_names) <= 20:
+        for i in range(len(class_names)):
+            for j in range(len(class_names)):
+                if normalised[i, j] >= 0.005:
+                    axes.text(j, i, f"{normalised[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                              color="white" if normalised[i, j] > 0.5 else "black")
+    axes.set_title(title or "Confusion matrix (rows normalised)")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    atomic_write_bytes(path, buffer.getvalue())
+    return os.fspath(path)

@@ -1,0 +1,50 @@
+"""Segment images, a folder of images or a video with a trained ENet (.keras or .tflite; any
+model tools/evaluate.py takes works).
+
+    python tools/predict.py --model runs/camvid/best.keras --input street.png --output_dir out --palette camvid
+
+Writes into --output_dir, per image (or video frame `<video>_frame000123`):
+    <name>_class_ids.png   the class ids, 8-bit greyscale, the input's size
+    <name>_overlay.png     the input and the colour overlay side by side, with a legend
+    predict_config.json    the resolved configuration
+Videos (.mp4, .avi, .mov, .mkv) need opencv-python (pip install opencv-python-headless).
+"""
+
+import argparse
+import os
+import sys
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True,
+                        help="Trained model: a .keras or .tflite file (or a SavedModel folder / .onnx). (default: required)")
+    parser.add_argument("--input", required=True, help="An image, a folder of images or a video. (default: required)")
+    parser.add_argument("--output_dir", required=True, help="Folder for the outputs. (default: required)")
+    parser.add_argument("--palette", default="default",
+                        help="camvid, cityscapes, default (VOC colour map) or the path of a palette JSON file. (default: default)")
+    parser.add_argument("--alpha", type=float, default=0.5, help="Opacity of the class colours in the overlay. (default: 0.5)")
+    parser.add_argument("--every", type=int, default=1, help="For videos: segment every N-th frame. (default: 1)")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.every < 1:
+        raise ValueError(f"--every must be >= 1. Received: --every {args.every}")
+    from enet_keras import evaluation, inference, visualize
+    from enet_keras.files import atomic_write_json
+
+    inference.check_inputs(args.input)  # fail on a bad input before loading the model
+    predictor = evaluation.load_predictor(args.model)
+    palette, class_names = visualize.get_palette(args.palette, predictor.num_classes)
+    written = inference.predict_to_files(
+        predictor, args.input, args.output_dir, palette, class_names, alpha=args.alpha, every=args.every
+    )
+    atomic_write_json(os.path.join(args.output_dir, "predict_config.json"), vars(args))
+    print(f"Wrote {len(written) // 2} class-id PNGs and overlays to {args.output_dir}")
+    return written
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() is not None else 1)
