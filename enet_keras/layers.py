@@ -86,10 +86,11 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
         corners = _window_corners(inputs)
         pooled = ops.maximum(ops.maximum(corners[0], corners[1]), ops.maximum(corners[2], corners[3]))
         # First maximum in window order: test the corners from last to first so the lowest wins.
-        indices = ops.full_like(pooled, 3, dtype="int32")
-        for position in (2, 1, 0):
+        # Scalars, not full_like/zeros_like: exporters would fold those into image-sized constants.
+        indices = ops.where(ops.equal(corners[2], pooled), 2, 3)
+        for position in (1, 0):
             indices = ops.where(ops.equal(corners[position], pooled), position, indices)
-        return pooled, indices
+        return pooled, ops.cast(indices, "int32")
 
     def compute_output_shape(self, input_shape):
         batch, height, width, channels = input_shape
@@ -150,8 +151,8 @@ class MaxUnpooling2D(keras.layers.Layer):
     def call(self, inputs):
         values, indices = inputs
         indices = ops.cast(indices, "int32")
-        zeros = ops.zeros_like(values)
-        corners = [ops.where(ops.equal(indices, position), values, zeros) for position in range(4)]
+        zero = ops.cast(0, values.dtype)
+        corners = [ops.where(ops.equal(indices, position), values, zero) for position in range(4)]
         return _interleave_corners(corners)
 
     def compute_output_shape(self, input_shape):

@@ -21,7 +21,7 @@ import train as train_tool  # noqa: E402
 
 TINY = ["--dataset", "synthetic", "--height", "64", "--width", "64", "--batch_size", "4",
         "--dataset_option", "num_examples=8", "--dataset_option", "height=64", "--dataset_option", "width=64",
-        "--verbose", "0"]
+        "--verbose", "0", "--no_jit_compile"]
 
 
 def test_weighted_loss_by_hand():

@@ -58,65 +58,7 @@ def convert(model, height=None, width=None, opset=17, batch_size=None):
     spec = (tf.TensorSpec((batch_size, height, width, 3), tf.float32, name=INPUT_NAME),)
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
     _rename_output(proto, OUTPUT_NAME)
-    if height is not None and width is not None:
-        shrink_uniform_constants(proto)
     return proto
-
-
-# Elementwise ops that broadcast all their inputs (numpy rules).
-_BROADCASTING_OPS = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Equal", "Greater", "Less", "And", "Or", "Where"}
-
-
-def shrink_uniform_constants(proto, min_elements=1024):
-    """Replaces large constant tensors that hold one repeated value by a scalar, in place.
-
-    With a fixed input size, tf2onnx folds `zeros_like` / `full_like` of activations (from the
-    pooling and unpooling layers) into constants of the activation's shape: 2.7 MB at 360x480,
-    growing with the resolution. Where every consumer is a broadcasting elementwise op whose
-    other input already has that full shape, a scalar gives the same result.
-
-    Args:
-        proto: `onnx.ModelProto`, modified in place.
-        min_elements: int. Only constants with at least this many elements are considered.
-            Defaults to 1024.
-
-    Returns:
-        The names of the constants replaced.
-    """
-    from collections import defaultdict
-
-    import onnx
-    from onnx import numpy_helper
-
-    graph = proto.graph
-    inferred = onnx.shape_inference.infer_shapes(proto).graph
-    shapes = {}
-    for info in list(inferred.value_info) + list(inferred.input) + list(inferred.output):
-        dims = info.type.tensor_type.shape.dim
-        shapes[info.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-    consumers = defaultdict(list)
-    for node in graph.node:
-        for index, name in enumerate(node.input):
-            consumers[name].append((node, index))
-    outputs = {o.name for o in graph.output}
-    replaced = []
-    for position, tensor in enumerate(graph.initializer):
-        dims = list(tensor.dims)
-        if int(np.prod(dims)) < min_elements or tensor.name in outputs or not consumers[tensor.name]:
-            continue
-        array = numpy_helper.to_array(tensor)
-        if not (array == array.flat[0]).all():
-            continue
-        safe = all(
-            node.op_type in _BROADCASTING_OPS
-            and any(shapes.get(other) == dims for j, other in enumerate(node.input) if j != index)
-            for node, index in consumers[tensor.name]
-        )
-        if safe:
-            scalar = numpy_helper.from_array(np.asarray(array.flat[0], dtype=array.dtype), tensor.name)
-            graph.initializer[position].CopyFrom(scalar)
-            replaced.append(tensor.name)
-    return replaced
 
 
 def _rename_output(proto, name):
