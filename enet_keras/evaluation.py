@@ -179,7 +179,8 @@ def _fixed_size(shape):
 
 
 class KerasPredictor(Predictor):
-    """A `.keras` ENet (logits out), run with Keras.
+    """A `.keras` ENet (logits out), run with Keras as its inference-optimised copy
+    (`enet_keras.inference.fold_batch_norm`: batch normalization folded, no dropout).
 
     Args:
         path_or_model: str (a `.keras` file) or a `keras.Model`.
@@ -191,12 +192,14 @@ class KerasPredictor(Predictor):
         import keras
 
         import enet_keras  # noqa: F401  (registers the custom layers)
+        from enet_keras.inference import fold_batch_norm
 
         if isinstance(path_or_model, keras.Model):
-            self.model, self.path = path_or_model, path_or_model.name
+            model, self.path = path_or_model, path_or_model.name
         else:
             self.path = os.fspath(path_or_model)
-            self.model = keras.saving.load_model(self.path, compile=False)
+            model = keras.saving.load_model(self.path, compile=False)
+        self.model = fold_batch_norm(model)
         self.num_classes = int(self.model.output_shape[-1])
         self.input_size = _fixed_size(self.model.input_shape)
 

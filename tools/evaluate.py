@@ -1,6 +1,6 @@
 """Evaluate a trained ENet (.keras, SavedModel folder, .tflite or .onnx) on a dataset split.
 
-    python tools/evaluate.py --model runs/camvid/best.keras --dataset camvid --data_dir data/CamVid --split val
+    python tools/evaluate.py --model runs/camvid/best.keras --dataset camvid --data_dir ../shared/data/camvid --split val
 
 Prints per-class IoU and accuracy, mIoU, pixel accuracy and class-average accuracy (the
 paper's "class avg."), ignoring the dataset's ignore label, and writes:

@@ -1,0 +1,399 @@
+"""FLOPs, model sizes and CPU latency of ENet in every runtime we export to.
+
+`count_flops` counts the floating-point operations of one forward pass with TensorFlow's graph
+profiler; `benchmark` exports a model to each format and times batch-1 inference, returning
+one row (a dict) per format, resolution and thread count; `to_markdown` and `to_csv` format
+the rows. `tools/benchmark.py` is the command-line front end.
+
+FLOPs. The paper (Paszke et al. 2016, Table 3) gives 3.83 GFLOPs for ENet at 3x360x640. We
+freeze a batch-1 concrete function of the model and sum TensorFlow's per-op FLOP statistics
+(`tf.compat.v1.profiler` with `ProfileOptionBuilder.float_operation()`). Those count a
+multiply-add as 2 FLOPs (a convolution is 2*H_out*W_out*K_h*K_w*C_in*C_out, plus one FLOP per
+output for a bias add) and also count elementwise ops (Add, Mul, the PReLU's Maximum/Minimum,
+...); they do not count ops TensorFlow has no statistics for (max-pooling with argmax, the
+gather-free unpooling's comparisons, padding, reshapes). With BatchNormalization folded
+(`enet_keras.inference.fold_batch_norm`) ENet(19) at 360x640 comes to about 3.6 GFLOPs;
+the paper's figure is of the same convention (multiply-adds count 2).
+
+Latency is the wall time of one batch-1 forward pass on CPU after warm-up, over `runs` runs:
+the Keras model with BatchNormalization folded and dropout removed, in a `tf.function` with
+and without XLA (`jit_compile=True`); the TF-Serving SavedModel signature (uint8 in, includes
+padding, softmax and argmax); LiteRT fp32, fp16 and int8 (`invoke()` only, XNNPACK as LiteRT
+applies it by default) at each thread count; and ONNX Runtime's CPU provider at each thread
+count. TensorFlow's thread pools are fixed once per process, so the TensorFlow rows report the
+intra-op threads in force (`configure_tensorflow_threads` sets them before TensorFlow starts).
+"""
+
+import csv
+import io
+import math
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import keras
+import tensorflow as tf
+
+FORMATS = ("keras", "keras_xla", "savedmodel", "tflite_fp32", "tflite_fp16", "tflite_int8", "onnx")
+COLUMNS = (
+    "device", "runtime", "format", "precision", "resolution", "threads", "batch", "size_mb",
+    "median_ms", "min_ms", "max_ms", "runs", "warmup", "gflops", "gflops_per_s", "note",
+)
+MARKDOWN_COLUMNS = (
+    ("format", "Format"), ("runtime", "Runtime"), ("precision", "Precision"), ("resolution", "Resolution"),
+    ("threads", "Threads"), ("size_mb", "Size (MB)"), ("median_ms", "Median (ms)"), ("min_ms", "Min (ms)"),
+    ("max_ms", "Max (ms)"), ("gflops", "GFLOPs"), ("gflops_per_s", "GFLOP/s"), ("device", "Device"),
+    ("note", "Note"),
+)
+
+
+def count_flops(model, height, width):
+    """GFLOPs of one forward pass of `model` on a (1, height, width, 3) image.
+
+    Sums TensorFlow's per-op FLOP statistics over a frozen batch-1 graph of the model in
+    inference mode (see the module docstring: a multiply-add counts as 2 FLOPs).
+
+    Args:
+        model: `keras.Model` taking (B, H, W, 3) images, e.g. `ENet(num_classes)`.
+        height: int. Input height (a multiple of 8 for ENet).
+        width: int. Input width (a multiple of 8 for ENet).
+
+    Returns:
+        float, GFLOPs (1e9 FLOPs).
+
+    Raises:
+        ValueError: if height or width is not a positive integer.
+
+    Example:
+
+    >>> from enet_keras import ENet
+    >>> round(count_flops(ENet(num_classes=19), 360, 640), 1)
+    3.6
+    """
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    for size, what in ((height, "height"), (width, "width")):
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
+            raise ValueError(f"{what} must be a positive integer. Received: {what}={size!r}")
+    function = tf.function(lambda images: model(images, training=False), autograph=False)
+    concrete = function.get_concrete_function(tf.TensorSpec((1, int(height), int(width), 3), tf.float32))
+    frozen = convert_variables_to_constants_v2(concrete)
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profile = tf.compat.v1.profiler.profile(graph=frozen.graph, options=options)
+    return profile.total_float_ops / 1e9
+
+
+def parse_sizes(text):
+    """`"360x480,360x640"` -> `[(360, 480), (360, 640)]`; raises `ValueError` naming a bad size."""
+    sizes = []
+    for item in text.split(","):
+        item = item.strip().lower()
+        if not item:
+            continue
+        parts = item.split("x")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise ValueError(f"sizes must be HxW pairs such as 360x480. Received: {item!r}")
+        height, width = int(parts[0]), int(parts[1])
+        if height <= 0 or width <= 0 or height % 8 or width % 8:
+            raise ValueError(f"ENet needs heights and widths that are positive multiples of 8. Received: {item!r}")
+        sizes.append((height, width))
+    if not sizes:
+        raise ValueError(f"sizes is empty. Received: {text!r}")
+    return sizes
+
+
+def device_name():
+    """The CPU as `"<model name> (<n> cores)"`, from /proc/cpuinfo where there is one."""
+    name = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{name or platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def configure_tensorflow_threads(threads):
+    """Sets TensorFlow's intra-op threads (inter-op 1) if TensorFlow has not started yet.
+
+    Returns:
+        The intra-op thread count in force afterwards (os.cpu_count() when TensorFlow chooses).
+    """
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # TensorFlow is already initialised: its thread pools are fixed for this process.
+    return tensorflow_threads()
+
+
+def tensorflow_threads():
+    """TensorFlow's intra-op threads in force (os.cpu_count() when TensorFlow chooses)."""
+    return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+
+
+def time_ms(fn, runs, warmup):
+    """Calls `fn` `warmup` times, then times `runs` calls; returns (median, min, max) in ms."""
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"runs must be >= 1 and warmup >= 0. Received: runs={runs}, warmup={warmup}")
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times), min(times), max(times)
+
+
+def _size_mb(path):
+    path = pathlib.Path(path)
+    if path.is_file():
+        return path.stat().st_size / 1e6
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
+
+
+def _version(distribution):
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "?"
+
+
+def _tflite_runner(path, threads):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=os.fspath(path), num_threads=int(threads))
+    interpreter.allocate_tensors()
+    (details,) = interpreter.get_input_details()
+    shape, dtype = tuple(int(d) for d in details["shape"]), np.dtype(details["dtype"])
+    rng = np.random.default_rng(0)
+    # Raw pixels: float models take [0, 255]; int8 models take uint8 pixels with scale 1.
+    interpreter.set_tensor(details["index"], rng.integers(0, 256, shape).astype(dtype))
+    return interpreter.invoke
+
+
+def benchmark(
+    model,
+    sizes=((360, 480), (360, 640), (720, 1280)),
+    formats=FORMATS,
+    threads=(1, 2),
+    runs=20,
+    warmup=3,
+    work_dir=None,
+    num_calibration_images=8,
+    command=None,
+    verbose=1,
+):
+    """Exports `model` to each format at each size and times batch-1 CPU inference.
+
+    Every format runs the inference-optimised model (`fold_batch_norm`: BatchNormalization
+    folded into the convolutions, dropout removed), so all rows time the same network.
+
+    Args:
+        model: functional `keras.Model` taking float (B, H, W, 3) images in [0, 255], e.g. a
+            trained `ENet(num_classes)`.
+        sizes: iterable of (height, width), multiples of 8. Defaults to the paper's Table 2
+            sizes, 360x480, 360x640 and 720x1280.
+        formats: iterable of names from `FORMATS`. Defaults to all.
+        threads: iterable of int. Thread counts for LiteRT and ONNX Runtime (one row each);
+            TensorFlow rows use the threads in force in the process (see
+            `configure_tensorflow_threads`). Defaults to (1, 2).
+        runs: int. Timed runs per row (>= 1). Defaults to 20.
+        warmup: int. Untimed runs first (>= 0). Defaults to 3.
+        work_dir: str or None. Folder for the exports (kept); None uses a temporary folder,
+            removed afterwards. Defaults to None.
+        num_calibration_images: int. Random uint8 images calibrating int8 (random images are
+            enough for latency, not for accuracy). Defaults to 8.
+        command: str or None. The command line that produced the rows, stored in each row's
+            `command`. Defaults to None (not stored).
+        verbose: int. 1 prints one line per row to stderr. Defaults to 1.
+
+    Returns:
+        A list of dicts with the keys of `COLUMNS` (and `command` when given): times in ms,
+        sizes in MB (NaN for a format with no file of its own), GFLOPs of one forward pass
+        and GFLOP/s at the median latency. A format that fails gives a row with NaN times
+        and the error in `note`.
+
+    Raises:
+        ValueError: for an unknown format, bad sizes, threads, runs or warmup.
+
+    Example:
+
+    >>> from enet_keras import ENet
+    >>> rows = benchmark(ENet(num_classes=3), [(64, 64)], ["keras"], runs=2, warmup=1, verbose=0)
+    >>> rows[0]["format"], rows[0]["resolution"]
+    ('keras', '64x64')
+    """
+    from enet_keras import export
+    from enet_keras.inference import fold_batch_norm
+
+    formats = list(dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"formats must be names from {FORMATS}. Received: formats={formats!r}")
+    threads = [int(t) for t in threads]
+    if not threads or any(t < 1 for t in threads):
+        raise ValueError(f"threads must be integers >= 1. Received: threads={threads!r}")
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"runs must be >= 1 and warmup >= 0. Received: runs={runs}, warmup={warmup}")
+    sizes = [(int(h), int(w)) for h, w in sizes]
+    for height, width in sizes:
+        if height <= 0 or width <= 0 or height % 8 or width % 8:
+            raise ValueError(f"sizes must be positive multiples of 8. Received: {height}x{width}")
+
+    temporary = tempfile.TemporaryDirectory(prefix="enet_bench_") if work_dir is None else None
+    work = pathlib.Path(temporary.name if temporary else work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        folded = fold_batch_norm(model)
+        device, tf_threads = device_name(), tensorflow_threads()
+        tf_runtime = f"TensorFlow {tf.__version__} / Keras {keras.__version__}"
+        litert = f"LiteRT {_version('ai-edge-litert')}"
+        ort = f"ONNX Runtime {_version('onnxruntime')} CPU"
+        keras_size = serving = None
+        if "keras" in formats or "keras_xla" in formats:
+            keras_path = work / "enet_folded.keras"
+            folded.save(keras_path)
+            keras_size = _size_mb(keras_path)
+        if "savedmodel" in formats:
+            serving_dir = export.export_saved_model(folded, work / "serving", warmup_images=[np.zeros((8, 8, 3), np.uint8)])
+            serving = (serving_dir, tf.saved_model.load(serving_dir).signatures["serving_default"])
+
+        rows = []
+        for height, width in sizes:
+            resolution = f"{height}x{width}"
+            gflops = count_flops(folded, height, width)
+            image = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+
+            def add(fmt, runtime, precision, n_threads, size, fn, note=""):
+                # `fn()` builds the runner (inside the try, so a failing runtime is a row) and
+                # returns the function timed.
+                if verbose:
+                    print(f"{resolution} {fmt} {n_threads} threads ...", file=sys.stderr, flush=True)
+                try:
+                    median, fastest, slowest = time_ms(fn(), runs, warmup)
+                except Exception as error:  # noqa: BLE001 - a failing runtime is a row, not a crash
+                    median = fastest = slowest = math.nan
+                    note = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+                row = {
+                    "device": device, "runtime": runtime, "format": fmt, "precision": precision,
+                    "resolution": resolution, "threads": n_threads, "batch": 1, "size_mb": size,
+                    "median_ms": median, "min_ms": fastest, "max_ms": slowest, "runs": runs,
+                    "warmup": warmup, "gflops": gflops, "gflops_per_s": gflops / (median / 1000), "note": note,
+                }
+                if command is not None:
+                    row["command"] = command
+                rows.append(row)
+
+            for fmt in formats:
+                if fmt in ("keras", "keras_xla"):
+                    xla = fmt == "keras_xla"
+                    x = tf.constant(image.astype(np.float32))
+
+                    def keras_fn(xla=xla, x=x):
+                        function = tf.function(lambda t: folded(t, training=False), jit_compile=xla)
+                        return lambda: function(x).numpy()
+
+                    add(fmt, tf_runtime + (" XLA" if xla else ""), "fp32", tf_threads, keras_size, keras_fn,
+                        "tf.function, BN folded")
+                elif fmt == "savedmodel":
+                    x = tf.constant(image)
+                    add(fmt, f"TensorFlow {tf.__version__} SavedModel", "fp32", tf_threads, _size_mb(serving[0]),
+                        lambda x=x: lambda: serving[1](images=x)["class_ids"].numpy(), "uint8 in, pad+softmax+argmax")
+                elif fmt.startswith("tflite_"):
+                    precision = fmt.split("_", 1)[1]
+                    images, note = None, "invoke() only"
+                    if precision == "int8":
+                        rng = np.random.default_rng(1)
+                        images = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(num_calibration_images)]
+                        note = f"invoke() only; calibrated on {num_calibration_images} random images"
+                    path = work / f"enet_{precision}_{resolution}.tflite"
+                    try:
+                        export.tflite.export(folded, path, height, width, precision, images, num_calibration_images)
+                    except Exception as error:  # noqa: BLE001
+                        for n in threads:
+                            add(fmt, litert, precision, n, math.nan, _raiser(error))
+                        continue
+                    for n in threads:
+                        add(fmt, litert, precision, n, _size_mb(path), lambda path=path, n=n: _tflite_runner(path, n), note)
+                elif fmt == "onnx":
+                    path = work / f"enet_{resolution}.onnx"
+                    try:
+                        export.export_onnx(folded, path, height, width, batch_size=1)
+                    except Exception as error:  # noqa: BLE001
+                        for n in threads:
+                            add(fmt, ort, "fp32", n, math.nan, _raiser(error))
+                        continue
+                    x = image.astype(np.float32)
+                    for n in threads:
+                        add(fmt, ort, "fp32", n, _size_mb(path), lambda path=path, n=n: _onnx_runner(path, n, x))
+        return rows
+    finally:
+        if temporary is not None:
+            temporary.cleanup()
+
+
+def _onnx_runner(path, threads, images):
+    from enet_keras.export import OnnxSegmenter
+
+    runner = OnnxSegmenter(path, num_threads=threads)
+    return lambda: runner.predict(images)
+
+
+def _raiser(error):
+    def fn():
+        raise error
+
+    return fn
+
+
+def _cell(value, key):
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        return f"{value:.2f}" if key in ("size_mb", "gflops") else f"{value:.1f}"
+    return str(value).replace("|", "\\|")
+
+
+def to_markdown(rows, notes=()):
+    """A Markdown table of benchmark rows, followed by `notes` (lines) and the rows' command.
+
+    Args:
+        rows: list of dicts from `benchmark`.
+        notes: iterable of str. Lines printed under the table. Defaults to none.
+
+    Returns:
+        str.
+    """
+    lines = ["| " + " | ".join(title for _, title in MARKDOWN_COLUMNS) + " |",
+             "|" + "---|" * len(MARKDOWN_COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(key, ""), key) for key, _ in MARKDOWN_COLUMNS) + " |")
+    lines += [""] + [f"{line}" for line in notes]
+    commands = list(dict.fromkeys(row["command"] for row in rows if row.get("command")))
+    if commands:
+        lines += ["", "Produced by:", ""] + [f"    {c}" for c in commands]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def to_csv(rows):
+    """The rows as CSV text, columns `COLUMNS` (plus `command` when the rows have it)."""
+    columns = list(COLUMNS) + (["command"] if any("command" in row for row in rows) else [])
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: f"{row[k]:.6g}" if isinstance(row.get(k), float) else row.get(k, "") for k in columns})
+    return out.getvalue()
