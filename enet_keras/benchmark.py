@@ -9,11 +9,13 @@ FLOPs. The paper (Paszke et al. 2016, Table 3) gives 3.83 GFLOPs for ENet at 3x3
 freeze a batch-1 concrete function of the model and sum TensorFlow's per-op FLOP statistics
 (`tf.compat.v1.profiler` with `ProfileOptionBuilder.float_operation()`). Those count a
 multiply-add as 2 FLOPs (a convolution is 2*H_out*W_out*K_h*K_w*C_in*C_out, plus one FLOP per
-output for a bias add) and also count elementwise ops (Add, Mul, the PReLU's Maximum/Minimum,
-...); they do not count ops TensorFlow has no statistics for (max-pooling with argmax, the
-gather-free unpooling's comparisons, padding, reshapes). With BatchNormalization folded
-(`enet_keras.inference.fold_batch_norm`) ENet(19) at 360x640 comes to about 3.6 GFLOPs;
-the paper's figure is of the same convention (multiply-adds count 2).
+output for a bias add; dilated convolutions are counted at their true cost) and also count
+some elementwise ops (AddV2, Mul, Neg, Maximum, Equal, MaxPool); ops TensorFlow has no FLOP
+statistics for count 0 (Relu, Pad, Select, Concat, reshapes). For ENet(19) at 360x640 with
+BatchNormalization folded (`enet_keras.inference.fold_batch_norm`, as benchmarked) that is
+3.61 GFLOPs: 3.32 in Conv2D, 0.16 in the transposed convolutions, 0.13 elementwise (3.64
+without folding; ENet(11): 3.55 folded). The paper's 3.83 is on the same scale, which suggests it too
+counts a multiply-add as 2 FLOPs (it does not say what else it counts).
 
 Latency is the wall time of one batch-1 forward pass on CPU after warm-up, over `runs` runs:
 the Keras model with BatchNormalization folded and dropout removed, in a `tf.function` with
