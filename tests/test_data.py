@@ -242,8 +242,8 @@ def test_convert_tfrecord_tool(tmp_path):
             assert re.search(r"\(default: [^)]*\)\.?$", action.help), action.help
     out = tmp_path / "out"
     assert tool.main(["--source", "synthetic", "--splits", "train", "val", "--out_dir", str(out),
-                      "--num_shards", "2", "--option", "num_examples=3", "--option", "height=16",
-                      "--option", "width=24", "--no_progress"]) == 0
+                      "--num_shards", "2", "--dataset_option", "num_examples=3", "--dataset_option", "height=16",
+                      "--dataset_option", "width=24", "--no_progress"]) == 0
     val = data.get_source("tfrecord", "val", data_dir=out)
     assert val.num_examples == 3 and val.class_names == data.SYNTHETIC_CLASSES
     meta = json.loads((out / "metadata.json").read_text())

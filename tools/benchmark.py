@@ -16,16 +16,11 @@ import os
 import shlex
 import sys
 
+from enet_keras.cli import comma_list, key_value
+
 FORMATS = ("keras", "keras_xla", "savedmodel", "tflite_fp32", "tflite_fp16", "tflite_int8", "onnx")
 DEFAULT_SIZES = "360x480,360x640,720x1280"
 
-
-def _parse_formats(text):
-    formats = [f.strip() for f in text.split(",") if f.strip()]
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise argparse.ArgumentTypeError(f"unknown format(s) {unknown}; choose from {','.join(FORMATS)}")
-    return list(dict.fromkeys(formats))
 
 
 def _parse_threads(text):
@@ -55,7 +50,7 @@ def build_parser():
                         help="A trained model, a .keras file. (default: none, an untrained ENet(--num_classes))")
     parser.add_argument("--sizes", type=_parse_sizes, default=DEFAULT_SIZES,
                         help=f"Comma-separated HxW input sizes, multiples of 8. (default: {DEFAULT_SIZES})")
-    parser.add_argument("--formats", type=_parse_formats, default=list(FORMATS),
+    parser.add_argument("--formats", type=comma_list(FORMATS), default=list(FORMATS),
                         help=f"Comma-separated formats from {','.join(FORMATS)}. (default: all)")
     parser.add_argument("--threads", type=_parse_threads, default=[1, 2],
                         help="Comma-separated thread counts of LiteRT and ONNX Runtime; TensorFlow uses the "

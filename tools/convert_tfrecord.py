@@ -9,20 +9,10 @@ Read them back with `enet_keras.data.get_source("tfrecord", "train", data_dir=ou
 """
 
 import argparse
-import json
 import sys
 
 from enet_keras import data
-
-
-def _option(text):
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--option expects key=value. Received: {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+from enet_keras.cli import key_value
 
 
 def build_parser():
@@ -38,9 +28,9 @@ def build_parser():
                    help="Output folder, local or gs:// (default: none, required).")
     p.add_argument("--num_shards", type=int, default=4,
                    help="Shards per split (default: 4).")
-    p.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--dataset_option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="Source option, repeatable, value parsed as JSON if it can be, e.g. "
-                        "--option num_examples=20 (default: none).")
+                        "--dataset_option num_examples=20 (default: none).")
     p.add_argument("--no_progress", action="store_true",
                    help="Do not show a progress bar (default: False).")
     return p
@@ -49,7 +39,7 @@ def build_parser():
 def main(argv=None):
     """Runs the converter; returns 0 on success."""
     args = build_parser().parse_args(argv)
-    options = dict(args.option)
+    options = dict(args.dataset_option)
     config = {"source": args.source, "data_dir": args.data_dir, "splits": args.splits,
               "out_dir": args.out_dir, "num_shards": args.num_shards, "options": options}
     results = []

@@ -12,28 +12,21 @@ Writes into --output_dir:
 """
 
 import argparse
-import json
 import os
 import sys
 import time
 
+from enet_keras.cli import comma_list, key_value
+
 FORMATS = ("savedmodel", "tflite_fp32", "tflite_fp16", "tflite_int8", "onnx", "tftrt")
 DEFAULT_FORMATS = ("savedmodel", "tflite_fp32", "tflite_fp16", "tflite_int8", "onnx")
-
-
-def _parse_formats(text):
-    formats = [f.strip() for f in text.split(",") if f.strip()]
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise argparse.ArgumentTypeError(f"unknown format(s) {unknown}; choose from {','.join(FORMATS)}")
-    return list(dict.fromkeys(formats))
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="Trained model, a .keras file. (default: required)")
     parser.add_argument("--output_dir", required=True, help="Folder for the exported files. (default: required)")
-    parser.add_argument("--formats", type=_parse_formats, default=list(DEFAULT_FORMATS),
+    parser.add_argument("--formats", type=comma_list(FORMATS), default=list(DEFAULT_FORMATS),
                         help=f"Comma-separated formats from {','.join(FORMATS)}. (default: {','.join(DEFAULT_FORMATS)})")
     parser.add_argument("--height", type=int, default=360, help="Input height of the TFLite and ONNX models, a multiple of 8. (default: 360)")
     parser.add_argument("--width", type=int, default=480, help="Input width of the TFLite and ONNX models, a multiple of 8. (default: 480)")
@@ -41,7 +34,7 @@ def build_parser():
                         help="Data source of the training images for int8 calibration and serving warm-up "
                              "(synthetic, camvid, cityscapes, tfds, folder, tfrecord). (default: none; needed for int8)")
     parser.add_argument("--data_dir", default=None, help="Folder of the dataset. (default: the source's own default)")
-    parser.add_argument("--dataset_option", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--dataset_option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="Extra option of the data source, e.g. num_classes=12 for folder (JSON values). (default: none)")
     parser.add_argument("--num_calibration_images", type=int, default=100,
                         help="Training images used to calibrate int8 models. (default: 100)")
@@ -64,15 +57,7 @@ def _check_args(parser, args):
     if needs_data and not args.dataset:
         parser.error("int8 export calibrates on training images: give --dataset (and --data_dir), "
                      "or leave tflite_int8 out of --formats")
-    args.dataset_options = {}
-    for item in args.dataset_option:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            parser.error(f"--dataset_option expects KEY=VALUE. Received: --dataset_option {item!r}")
-        try:
-            args.dataset_options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            args.dataset_options[key] = value
+    args.dataset_options = dict(args.dataset_option)
     if not os.path.isfile(args.model):
         raise FileNotFoundError(f"--model: no model file at {args.model}")
 

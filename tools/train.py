@@ -6,9 +6,10 @@ Example:
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
+
+from enet_keras.cli import key_value
 
 # Per-dataset defaults a user gets without flags. The synthetic set is the README's main job:
 # small enough to finish in a few minutes on 2 CPU cores and still learn visibly.
@@ -62,7 +63,7 @@ def build_parser():
                    help=f"tf.distribute strategy; multiworker reads TF_CONFIG (default: {d.strategy})")
     p.add_argument("--mixed_precision", action="store_true", help="mixed_float16, for GPUs (default: off)")
     p.add_argument("--no_jit_compile", dest="jit_compile", action="store_false", help="Disable XLA (default: XLA on)")
-    p.add_argument("--dataset_option", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--dataset_option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="Extra option of the data source, e.g. num_examples=100 (JSON values) (default: none)")
     p.add_argument("--verbose", type=int, default=1, help="Keras verbosity: 0, 1 or 2 (default: 1)")
     return p
@@ -79,14 +80,7 @@ def config_from_args(args):
     for key, value in vars(args).items():
         if key in values and value is not None:
             values[key] = value
-    for item in args.dataset_option:
-        if "=" not in item:
-            raise ValueError(f"--dataset_option expects KEY=VALUE. Received: {item!r}")
-        key, value = item.split("=", 1)
-        try:
-            dataset_options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            dataset_options[key] = value
+    dataset_options.update(dict(args.dataset_option))
     dataset_options = {k: v for k, v in dataset_options.items() if v is not None}
     return TrainConfig(**values, dataset_options=dataset_options)
 
