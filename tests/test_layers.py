@@ -110,3 +110,24 @@ def test_channel_padding_contract(tmp_path):
     assert out.shape == (1, 2, 2, 8) and out[..., 3:].sum() == 0 and out[..., :3].sum() == 12
     with pytest.raises(ValueError, match="channels must be >= 0"):
         ChannelPadding(-1)
+
+
+def test_maximum_prelu_equals_prelu_on_random_and_tied_inputs():
+    from enet_keras.layers import MaximumPReLU
+
+    rng = np.random.default_rng(4)
+    alpha = np.concatenate([[0.0, 1.0], rng.uniform(0, 1, 6)]).astype("float32").reshape(1, 1, 8)
+    prelu, maximum = keras.layers.PReLU(shared_axes=[1, 2]), MaximumPReLU()
+    for layer in (prelu, maximum):
+        layer.build((None, 4, 4, 8))
+        layer.alpha.assign(alpha)
+    random = rng.normal(size=(2, 4, 4, 8)).astype("float32")
+    tied = rng.integers(-1, 2, size=(2, 4, 4, 8)).astype("float32")  # zeros: x == alpha * x
+    for x in (random, tied):
+        np.testing.assert_array_equal(maximum(x).numpy(), prelu(x).numpy())
+
+
+def test_maximum_prelu_layer_contract(tmp_path):
+    from enet_keras.layers import MaximumPReLU
+
+    run_layer_test(MaximumPReLU, {}, [(4, 4, 3)], tmp_path)

@@ -7,12 +7,14 @@ normalization unfolded and silently allows Flex ops, which the pip LiteRT cannot
 """
 
 import os
+import warnings
 
 import numpy as np
 import keras
 import tensorflow as tf
 
 from enet_keras.files import atomic_write_bytes
+from enet_keras.layers import MaximumPReLU
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -75,6 +77,8 @@ def convert(model, height, width, precision="fp32", representative_images=None, 
         raise ValueError(f"precision must be one of {PRECISIONS}. Received: precision={precision!r}")
     if precision == "int8" and representative_images is None:
         raise ValueError("int8 export needs representative_images (images from the training data)")
+    if precision == "int8":
+        model = int8_export_form(model)
     converter = tf.lite.TFLiteConverter.from_keras_model(fixed_size_model(model, height, width))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if precision == "fp16":
@@ -103,6 +107,43 @@ def _quiet_convert(converter):
     finally:
         if interactive:
             keras.config.enable_interactive_logging()
+
+
+def int8_export_form(model):
+    """A copy of `model` computing the same function with int8-friendly ops: every
+    `PReLU(shared_axes=[1, 2])` whose slopes all lie in [0, 1] becomes `MaximumPReLU`
+    (MUL + MAXIMUM, accelerated by XNNPACK in int8, unlike PRELU). Layers with a slope
+    outside [0, 1] keep PReLU, so the result stays exact; a warning names them.
+
+    Args:
+        model: a functional `keras.Model`.
+
+    Returns:
+        A `keras.Model` with the same layer names and weights.
+    """
+    def convertible(layer):
+        if not isinstance(layer, keras.layers.PReLU) or list(layer.shared_axes or []) != [1, 2]:
+            return False
+        alpha = keras.ops.convert_to_numpy(layer.alpha)
+        return bool(((alpha >= 0) & (alpha <= 1)).all())
+
+    swap = {layer.name for layer in model.layers if convertible(layer)}
+    kept = [l.name for l in model.layers if isinstance(l, keras.layers.PReLU) and l.name not in swap]
+    if kept:
+        warnings.warn(f"PReLU layers {kept} have slopes outside [0, 1] and stay PRELU ops (slow in int8)")
+    if not swap:
+        return model
+
+    def clone(layer):
+        if layer.name in swap:
+            return MaximumPReLU(name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    for layer in copy.layers:
+        if layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    return copy
 
 
 def _representative_dataset(images, height, width, limit):
