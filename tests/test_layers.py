@@ -116,7 +116,7 @@ def test_maximum_prelu_equals_prelu_on_random_and_tied_inputs():
     from enet_keras.layers import MaximumPReLU
 
     rng = np.random.default_rng(4)
-    alpha = np.concatenate([[0.0, 1.0], rng.uniform(0, 1, 6)]).astype("float32").reshape(1, 1, 8)
+    alpha = np.concatenate([[0.0, 1.0, -0.3], rng.uniform(-1, 1, 5)]).astype("float32").reshape(1, 1, 8)
     prelu, maximum = keras.layers.PReLU(shared_axes=[1, 2]), MaximumPReLU()
     for layer in (prelu, maximum):
         layer.build((None, 4, 4, 8))

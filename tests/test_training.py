@@ -79,6 +79,10 @@ def test_both_stages_one_epoch_each(tmp_path):
     assert encoder.output_shape[1:3] == (None, None) and encoder.get_layer("encoder_classifier")
     model = keras.saving.load_model(run_dir / "best.keras")
     assert model.predict(np.zeros((1, 64, 64, 3)), verbose=0).shape == (1, 64, 64, 8)
+    # A fresh process that imports only enet_keras loads the trained file (loss and metrics included).
+    load = subprocess.run([sys.executable, "-c", f"import keras, enet_keras; keras.saving.load_model({str(run_dir / 'best.keras')!r})"],
+                          capture_output=True, text=True, timeout=300)
+    assert load.returncode == 0, load.stderr[-2000:]
     # Rerunning a finished run skips both stages.
     again = train_tool.main(TINY + ["--run_dir", str(run_dir), "--encoder_epochs", "1", "--decoder_epochs", "1"])
     assert again["stages"]["decoder"]["epochs"] == 1

@@ -111,9 +111,9 @@ def _quiet_convert(converter):
 
 def int8_export_form(model):
     """A copy of `model` computing the same function with int8-friendly ops: every
-    `PReLU(shared_axes=[1, 2])` whose slopes all lie in [0, 1] becomes `MaximumPReLU`
-    (MUL + MAXIMUM, accelerated by XNNPACK in int8, unlike PRELU). Layers with a slope
-    outside [0, 1] keep PReLU, so the result stays exact; a warning names them.
+    `PReLU(shared_axes=[1, 2])` whose slopes are all <= 1 becomes `MaximumPReLU`
+    (MUL + MAXIMUM, accelerated by XNNPACK in int8, unlike PRELU). Layers with a slope above
+    1 keep PReLU, so the result stays exact; a warning names them.
 
     Args:
         model: a functional `keras.Model`.
@@ -125,12 +125,12 @@ def int8_export_form(model):
         if not isinstance(layer, keras.layers.PReLU) or list(layer.shared_axes or []) != [1, 2]:
             return False
         alpha = keras.ops.convert_to_numpy(layer.alpha)
-        return bool(((alpha >= 0) & (alpha <= 1)).all())
+        return bool((alpha <= 1).all())
 
     swap = {layer.name for layer in model.layers if convertible(layer)}
     kept = [l.name for l in model.layers if isinstance(l, keras.layers.PReLU) and l.name not in swap]
     if kept:
-        warnings.warn(f"PReLU layers {kept} have slopes outside [0, 1] and stay PRELU ops (slow in int8)")
+        warnings.warn(f"PReLU layers {kept} have slopes above 1 and stay PRELU ops (slow in int8)")
     if not swap:
         return model
 
