@@ -21,11 +21,13 @@ Latency is the wall time of one batch-1 forward pass on CPU after warm-up, over 
 the Keras model with BatchNormalization folded and dropout removed, in a `tf.function` with
 and without XLA (`jit_compile=True`); the TF-Serving SavedModel signature (uint8 in, includes
 padding, softmax and argmax); LiteRT fp32, fp16 and int8 (`invoke()` only, XNNPACK as LiteRT
-applies it by default) at each thread count; and ONNX Runtime's CPU provider at each thread
+applies it by default) at each thread count, with how many of the model's nodes XNNPACK took
+and in how many partitions (`xnnpack_delegation`); and ONNX Runtime's CPU provider at each thread
 count. TensorFlow's thread pools are fixed once per process, so the TensorFlow rows report the
 intra-op threads in force (`configure_tensorflow_threads` sets them before TensorFlow starts).
 """
 
+import collections
 import csv
 import io
 import math
@@ -44,13 +46,14 @@ import tensorflow as tf
 FORMATS = ("keras", "keras_xla", "savedmodel", "tflite_fp32", "tflite_fp16", "tflite_int8", "onnx")
 COLUMNS = (
     "device", "runtime", "format", "precision", "resolution", "threads", "batch", "size_mb",
-    "median_ms", "min_ms", "max_ms", "runs", "warmup", "gflops", "gflops_per_s", "note",
+    "median_ms", "min_ms", "max_ms", "runs", "warmup", "gflops", "gflops_per_s",
+    "delegated_nodes", "total_nodes", "partitions", "note",
 )
 MARKDOWN_COLUMNS = (
     ("format", "Format"), ("runtime", "Runtime"), ("precision", "Precision"), ("resolution", "Resolution"),
     ("threads", "Threads"), ("size_mb", "Size (MB)"), ("median_ms", "Median (ms)"), ("min_ms", "Min (ms)"),
-    ("max_ms", "Max (ms)"), ("gflops", "GFLOPs"), ("gflops_per_s", "GFLOP/s"), ("device", "Device"),
-    ("note", "Note"),
+    ("max_ms", "Max (ms)"), ("gflops", "GFLOPs"), ("gflops_per_s", "GFLOP/s"),
+    ("xnnpack", "XNNPACK nodes (partitions)"), ("device", "Device"), ("note", "Note"),
 )
 
 
@@ -173,6 +176,63 @@ def _version(distribution):
         return "?"
 
 
+def xnnpack_delegation(path, threads=1):
+    """How much of a `.tflite` model LiteRT's default XNNPACK delegate takes.
+
+    Nodes left outside the delegate run in LiteRT's own kernels, and every stretch of them
+    splits the delegated graph into one more partition; both cost time (this is what made
+    int8 ENet slow). The interpreter lists the original nodes and the delegate's partition
+    nodes but not its execution plan, so a node counts as outside when it produces a tensor
+    that a partition or the model output reads from outside, or that an outside node reads.
+
+    Args:
+        path: str. A `.tflite` file.
+        threads: int. Interpreter threads. Defaults to 1.
+
+    Returns:
+        A dict: `delegated_nodes`, `total_nodes`, `partitions` (int) and `outside`, a dict of
+        op name -> count for the nodes left to LiteRT's kernels.
+
+    Example:
+
+    >>> info = xnnpack_delegation("enet_int8.tflite")  # doctest: +SKIP
+    >>> info["partitions"], info["outside"]  # doctest: +SKIP
+    (3, {'CAST': 14, 'EQUAL': 8, ...})
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=os.fspath(path), num_threads=int(threads))
+    interpreter.allocate_tensors()
+    details = interpreter._get_ops_details()
+    partitions = [d for d in details if d["op_name"] == "DELEGATE"]
+    nodes = [d for d in details if d["op_name"] != "DELEGATE"]
+    delegate_inputs = {int(t) for d in partitions for t in d["inputs"]}
+    delegate_outputs = {int(t) for d in partitions for t in d["outputs"]}
+    model_outputs = {int(d["index"]) for d in interpreter.get_output_details()}
+    readers = collections.defaultdict(list)
+    for i, node in enumerate(nodes):
+        for t in node["inputs"]:
+            readers[int(t)].append(i)
+
+    def produced_outside(tensor, outside):
+        return tensor not in delegate_outputs and (
+            tensor in delegate_inputs or tensor in model_outputs or any(r in outside for r in readers[tensor])
+        )
+
+    outside, changed = set(), True
+    while changed:  # walk back from the partitions' inputs and the outputs until nothing changes
+        changed = False
+        for i, node in enumerate(nodes):
+            if i not in outside and any(produced_outside(int(t), outside) for t in node["outputs"]):
+                outside.add(i)
+                changed = True
+    counts = collections.Counter(nodes[i]["op_name"] for i in outside)
+    return {
+        "delegated_nodes": len(nodes) - len(outside), "total_nodes": len(nodes),
+        "partitions": len(partitions), "outside": dict(counts.most_common()),
+    }
+
+
 def _tflite_runner(path, threads):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -279,7 +339,7 @@ def benchmark(
             gflops = count_flops(folded, height, width)
             image = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
 
-            def add(fmt, runtime, precision, n_threads, size, fn, note=""):
+            def add(fmt, runtime, precision, n_threads, size, fn, note="", delegation=None):
                 # `fn()` builds the runner (inside the try, so a failing runtime is a row) and
                 # returns the function timed.
                 if verbose:
@@ -295,6 +355,9 @@ def benchmark(
                     "median_ms": median, "min_ms": fastest, "max_ms": slowest, "runs": runs,
                     "warmup": warmup, "gflops": gflops, "gflops_per_s": gflops / (median / 1000), "note": note,
                 }
+                if delegation:
+                    row.update({k: delegation[k] for k in ("delegated_nodes", "total_nodes", "partitions")})
+                    row["xnnpack"] = f"{row['delegated_nodes']}/{row['total_nodes']} ({row['partitions']})"
                 if command is not None:
                     row["command"] = command
                 rows.append(row)
@@ -329,7 +392,8 @@ def benchmark(
                             add(fmt, litert, precision, n, math.nan, _raiser(error))
                         continue
                     for n in threads:
-                        add(fmt, litert, precision, n, _size_mb(path), lambda path=path, n=n: _tflite_runner(path, n), note)
+                        add(fmt, litert, precision, n, _size_mb(path), lambda path=path, n=n: _tflite_runner(path, n), note,
+                            xnnpack_delegation(path, n))
                 elif fmt == "onnx":
                     path = work / f"enet_{resolution}.onnx"
                     try:

@@ -9,8 +9,9 @@ element, the position of its maximum *inside its 2x2 window*:
 
 Ties go to the first maximum in that (row-major) order, which is also what
 `tf.nn.max_pool_with_argmax` picks, so both give exactly the same unpooled tensor.
-Everything is built from strided slices, comparisons, `where`, concatenation and reshapes,
-which lower to TensorFlow Lite builtins and compile under XLA, with dynamic batch and size.
+Everything is built from max pooling, strided slices, comparisons, integer arithmetic,
+multiplications, concatenation and reshapes, which lower to TensorFlow Lite builtins (run by
+XNNPACK in int8 where it can) and compile under XLA, with dynamic batch and size.
 """
 
 import keras
@@ -84,13 +85,13 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
     def call(self, inputs):
         _check_even(inputs.shape, self.name)
         corners = _window_corners(inputs)
-        pooled = ops.maximum(ops.maximum(corners[0], corners[1]), ops.maximum(corners[2], corners[3]))
-        # First maximum in window order: test the corners from last to first so the lowest wins.
-        # Scalars, not full_like/zeros_like: exporters would fold those into image-sized constants.
-        indices = ops.where(ops.equal(corners[2], pooled), 2, 3)
-        for position in (1, 0):
-            indices = ops.where(ops.equal(corners[position], pooled), position, indices)
-        return pooled, ops.cast(indices, "int32")
+        pooled = ops.max_pool(inputs, 2, 2)
+        # First maximum in window order, as integer arithmetic on "corner p is not the max"
+        # flags: 0 if corner 0 is a maximum, else 1 if corner 1 is, else 2 if corner 2 is, else 3.
+        # (No `where` with scalar branches: TFLite runs that in a slow broadcasting kernel,
+        # which made int8 ENet slower than fp32.)
+        above = [ops.cast(ops.not_equal(corner, pooled), "int32") for corner in corners[:3]]
+        return pooled, above[0] * (1 + above[1] * (1 + above[2]))
 
     def compute_output_shape(self, input_shape):
         batch, height, width, channels = input_shape
@@ -151,8 +152,9 @@ class MaxUnpooling2D(keras.layers.Layer):
     def call(self, inputs):
         values, indices = inputs
         indices = ops.cast(indices, "int32")
-        zero = ops.cast(0, values.dtype)
-        corners = [ops.where(ops.equal(indices, position), values, zero) for position in range(4)]
+        # Multiplying by 0/1 masks rather than `where(..., values, 0)`: the same values, but
+        # quantized TFLite runs MUL in XNNPACK and SELECT_V2 with a scalar in a slow kernel.
+        corners = [values * ops.cast(ops.equal(indices, position), values.dtype) for position in range(4)]
         return _interleave_corners(corners)
 
     def compute_output_shape(self, input_shape):

@@ -87,3 +87,25 @@ def test_tool_smoke_run_writes_tables(tmp_path, capsys):
     assert "| tflite_fp32 | LiteRT" in (out / "benchmark.md").read_text()
     config = json.loads((out / "benchmark_config.json").read_text())
     assert config["sizes"] == ["64x64"] and config["formats"] == ["keras", "tflite_fp32"]
+
+
+def _tflite_file(tmp_path, middle):
+    import tensorflow as tf
+
+    inputs = keras.Input(batch_shape=(1, 16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    x = middle(x)
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 3, padding="same")(x))
+    path = tmp_path / "model.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    return path
+
+
+def test_xnnpack_delegation_counts_nodes_left_outside(tmp_path):
+    whole = benchmark.xnnpack_delegation(_tflite_file(tmp_path, keras.layers.ReLU()))
+    assert whole == {"delegated_nodes": 2, "total_nodes": 2, "partitions": 1, "outside": {}}
+    # XNNPACK has no EQUAL or SELECT: they run between two delegated partitions.
+    select = keras.layers.Lambda(lambda x: keras.ops.where(keras.ops.equal(x, 0.5), x, x * 2.0))
+    split = benchmark.xnnpack_delegation(_tflite_file(tmp_path, select))
+    assert split["partitions"] == 2 and split["outside"] == {"EQUAL": 1, "SELECT": 1}
+    assert split["delegated_nodes"] == split["total_nodes"] - 2
