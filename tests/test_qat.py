@@ -1,0 +1,136 @@
+"""Quantization-aware training (issue: int8 that pays): the tf_keras twin, a QAT round trip and the tool."""
+
+import importlib.util
+import json
+import pathlib
+
+import numpy as np
+import pytest
+import keras
+
+pytest.importorskip("tensorflow_model_optimization")
+pytest.importorskip("tf_keras")
+
+from enet_keras import ENet  # noqa: E402
+from enet_keras.training import qat  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _with_slopes(model, low, high, seed=0):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.PReLU):
+            layer.alpha.assign(rng.uniform(low, high, layer.alpha.shape).astype("float32"))
+    return model
+
+
+def test_tf_keras_twin_computes_the_same_function():
+    model = _with_slopes(ENet(num_classes=4), -0.5, 1.0)
+    # Non-trivial BatchNorm statistics, so that inference-mode BN is compared too.
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([gamma * 1.5, beta + 0.1, mean + 0.2, var * 2.0])
+    twin = qat.tf_keras_twin(model)
+    assert [l.name for l in twin.layers] == [l.name for l in model.layers]
+    images = np.random.default_rng(1).integers(0, 256, (2, 64, 96, 3)).astype("float32")
+    np.testing.assert_allclose(twin(images, training=False).numpy(), model(images, training=False), atol=1e-4)
+
+
+def test_twin_refuses_slopes_above_one():
+    model = ENet(num_classes=3)
+    model.get_layer("bottleneck1_1_act").alpha.assign(np.full((1, 1, 64), 1.5, "float32"))
+    with pytest.raises(ValueError, match="bottleneck1_1_act"):
+        qat.tf_keras_twin(model)
+
+
+@pytest.mark.slow
+def test_qat_round_trip_runs_int8_in_litert(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from enet_keras import data
+    from enet_keras.export import tflite
+
+    keras.utils.set_random_seed(0)
+    source = data.get_source("synthetic", "train", num_examples=4, height=64, width=64)
+    model = _with_slopes(ENet(num_classes=source.num_classes), 0.05, 0.3)
+    qat_model = qat.quantize_model(model)
+    assert any(type(l).__name__ == "QuantizeWrapperV2" for l in qat_model.layers)
+    before = [w.numpy().copy() for w in qat_model.trainable_weights]
+    pipeline = data.make_pipeline(source, 2, (64, 64), training=True)
+    history = qat.fine_tune(qat_model, pipeline, epochs=1, steps_per_epoch=1, verbose=0)
+    assert np.isfinite(history["loss"][0])
+    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, qat_model.trainable_weights))
+
+    images = tflite.calibration_images(source, 64, 64, 4)
+    flatbuffer = qat.convert_int8(qat_model, 64, 64, images, 4)
+    assert {"PRELU", "SELECT_V2"}.isdisjoint(tflite.ops(flatbuffer))
+    interpreter = Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert inp["dtype"] == np.uint8 and out["dtype"] == np.int8
+    scale, zero_point = out["quantization"]
+    errors = []
+    for image in images:
+        interpreter.set_tensor(inp["index"], image[None])
+        interpreter.invoke()
+        logits = (interpreter.get_tensor(out["index"])[0].astype("float32") - zero_point) * scale
+        assert logits.shape == (64, 64, source.num_classes)
+        expected = qat_model(image[None].astype("float32"), training=False).numpy()[0]
+        errors.append(np.abs(logits - expected).mean())
+    # The int8 model computes what the fake-quantized model computes, up to rounding: on average
+    # within one output quantization step (a lost BatchNorm or slope is many steps off).
+    # Argmax agreement says little here: an untrained model's logits differ by a few steps only.
+    assert np.mean(errors) < scale, (errors, scale)
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("qat_tool", ROOT / "tools" / "qat.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tool_missing_model_is_named(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _tool().main(["--model", str(tmp_path / "nope.keras"), "--output", str(tmp_path / "x.tflite")])
+    assert "nope.keras" in capsys.readouterr().err
+
+
+def test_tool_rejects_class_count_mismatch(tmp_path):
+    path = tmp_path / "enet3.keras"
+    ENet(num_classes=3).save(path)
+    argv = ["--model", str(path), "--output", str(tmp_path / "x.tflite"), "--dataset", "synthetic",
+            "--dataset_option", "num_examples=2", "--height", "64", "--width", "64"]
+    with pytest.raises(ValueError, match="3 classes"):
+        _tool().main(argv)
+    assert not (tmp_path / "x.tflite").exists()
+
+
+@pytest.mark.slow
+def test_tool_fine_tunes_and_writes_int8(tmp_path):
+    from enet_keras import data
+
+    classes = data.get_source("synthetic", "train", num_examples=2).num_classes
+    path = tmp_path / "enet.keras"
+    _with_slopes(ENet(num_classes=classes), 0.05, 0.3).save(path)
+    output = tmp_path / "qat" / "enet_int8_qat.tflite"
+    argv = ["--model", str(path), "--output", str(output), "--dataset", "synthetic",
+            "--dataset_option", "num_examples=2", "--dataset_option", "height=64", "--dataset_option", "width=64",
+            "--epochs", "1", "--batch_size", "2", "--height", "64", "--width", "64",
+            "--export_height", "64", "--export_width", "96", "--num_calibration_images", "2"]
+    _tool().main(argv)
+    summary = json.loads(output.with_name("enet_int8_qat_qat.json").read_text())
+    assert summary["export_size"] == [64, 96] and len(summary["history"]["loss"]) == 1
+    # The device runtime (no TensorFlow) runs it on uint8 pixels.
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tflite"))
+    try:
+        import enet_tflite
+    finally:
+        sys.path.pop(0)
+    segmenter = enet_tflite.Segmenter(str(output))
+    classes_map = segmenter.predict(np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8))
+    assert classes_map.shape == (64, 96) and classes_map.max() < classes

@@ -1,0 +1,77 @@
+"""Quantization-aware fine-tuning of a trained ENet, exported as a full-integer TFLite model.
+
+All logic is in enet_keras.training.qat (see its docstring for the tf_keras twin design).
+
+Example:
+    python tools/qat.py --model runs/camvid/best.keras --dataset camvid --data_dir ../shared/data/camvid \\
+        --output runs/camvid/qat/enet_int8_qat.tflite
+    python tools/evaluate.py --model runs/camvid/qat/enet_int8_qat.tflite --dataset camvid \\
+        --data_dir ../shared/data/camvid
+"""
+
+import argparse
+import os
+import sys
+
+from enet_keras.cli import key_value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="Trained float model, a .keras file. (required)")
+    parser.add_argument("--output", required=True, help="The int8 .tflite file to write. (required)")
+    parser.add_argument("--dataset", default="synthetic", help="Training data source. (default: synthetic)")
+    parser.add_argument("--data_dir", default=None, help="Folder of the dataset. (default: the source's own)")
+    parser.add_argument("--dataset_option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                        help="Option of the data source, repeatable. (default: none)")
+    parser.add_argument("--epochs", type=int, default=4, help="Fine-tuning epochs. (default: 4)")
+    parser.add_argument("--batch_size", type=int, default=10, help="Batch size. (default: 10)")
+    parser.add_argument("--learning_rate", type=float, default=1e-4,
+                        help="Adam's initial learning rate, poly decay to 0. (default: 1e-4)")
+    parser.add_argument("--steps_per_epoch", type=int, default=None, help="Limit the steps per epoch. (default: all)")
+    parser.add_argument("--height", type=int, default=240, help="Training crop height, a multiple of 8. (default: 240)")
+    parser.add_argument("--width", type=int, default=320, help="Training crop width, a multiple of 8. (default: 320)")
+    parser.add_argument("--export_height", type=int, default=360, help="Height of the exported model. (default: 360)")
+    parser.add_argument("--export_width", type=int, default=480, help="Width of the exported model. (default: 480)")
+    parser.add_argument("--class_weighting", choices=("enet", "median", "none"), default="enet",
+                        help="Class weights of the loss, as in training. (default: enet)")
+    parser.add_argument("--c", type=float, default=1.02, help="c of the ENet weights 1/ln(c+p). (default: 1.02)")
+    parser.add_argument("--num_calibration_images", type=int, default=100,
+                        help="Training images calibrating the tensors QAT has no ranges for. (default: 100)")
+    parser.add_argument("--seed", type=int, default=0, help="Random seed. (default: 0)")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("height", "width", "export_height", "export_width"):
+        value = getattr(args, name)
+        if value <= 0 or value % 8:
+            parser.error(f"--{name} must be a positive multiple of 8. Received: {value}")
+    if args.epochs < 1 or args.batch_size < 1:
+        parser.error("--epochs and --batch_size must be >= 1")
+    if not os.path.exists(args.model):
+        parser.error(f"--model: file not found: {args.model}")
+
+    from enet_keras.files import atomic_write_json
+    from enet_keras.training import qat
+
+    result = qat.quantization_aware_training(
+        args.model, args.dataset, args.output, data_dir=args.data_dir, dataset_options=dict(args.dataset_option),
+        crop_size=(args.height, args.width), export_size=(args.export_height, args.export_width),
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        steps_per_epoch=args.steps_per_epoch, class_weighting=args.class_weighting, c=args.c,
+        num_calibration_images=args.num_calibration_images, seed=args.seed,
+    )
+    summary_path = os.path.splitext(args.output)[0] + "_qat.json"
+    atomic_write_json(summary_path, {**result, "model": args.model, "dataset": args.dataset})
+    print(f"Wrote {result['path']} (QAT int8, {args.export_height}x{args.export_width}) and {summary_path}")
+    return result
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (FileNotFoundError, ValueError, RuntimeError, ImportError) as error:
+        sys.exit(f"error: {error}")
