@@ -1,0 +1,133 @@
+"""Which PReLU form makes int8 ENet fast: latency and XNNPACK delegation per form, as a Markdown table.
+
+XNNPACK (LiteRT's CPU delegate) runs an op in int8 only if it has a kernel for it; the rest runs
+in LiteRT's own kernels and splits the delegated graph into partitions. ENet has 82 PReLUs, so
+their form decides most of that. Rows, for one model at one size (batch 1, `invoke()` only):
+
+- fp32: the float TFLite model (PRELU, as exported).
+- int8 prelu: int8 with PRELU kept (no export form).
+- int8 maximum: `maximum(x, alpha*x)`, what `enet_keras.export.tflite` exports (MUL + MAXIMUM).
+- int8 sum: `alpha*x + relu((1-alpha)*x)` (MUL, MUL+RELU, ADD: all delegated, more work).
+- int8 relu (different network): ReLU instead of PReLU, a lower bound on PReLU's cost.
+
+Each row gives the median (min-max) over `--runs` runs after `--warmup`, alternating the models
+in every round so that they share the machine's state, and the delegate's node and partition
+counts. Not a test.
+
+Example:
+
+    python benchmarks/bench_int8_forms.py --model runs/camvid/best.keras --size 360x640 --threads 2
+"""
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import keras
+from keras import ops
+
+from enet_keras import ENet, benchmark, transfer_weights
+from enet_keras.export import tflite
+from enet_keras.layers import MaximumPReLU
+
+
+class _SumPReLU(MaximumPReLU):
+    """`alpha*x + relu((1-alpha)*x)`: PReLU for slopes <= 1, from ops XNNPACK runs in int8."""
+
+    def call(self, inputs):
+        return inputs * self.alpha + ops.relu(inputs * (1.0 - self.alpha))
+
+
+def _with_prelu_form(model, form):
+    if form is None:
+        return model
+
+    def clone(layer):
+        if isinstance(layer, keras.layers.PReLU):
+            return form(name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    for layer in copy.layers:
+        if layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    return copy
+
+
+def _convert_int8_as_is(model, height, width, images):
+    # `tflite.convert` would swap in the export form; convert the given model unchanged.
+    original = tflite.int8_export_form
+    tflite.int8_export_form = lambda m: m
+    try:
+        return tflite.convert(model, height, width, "int8", images, len(images))
+    finally:
+        tflite.int8_export_form = original
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None, help="Trained .keras model (default: ENet(11), random)")
+    parser.add_argument("--size", default="360x640", help="HEIGHTxWIDTH, multiples of 8 (default: 360x640)")
+    parser.add_argument("--threads", type=int, default=2, help="LiteRT threads (default: 2)")
+    parser.add_argument("--runs", type=int, default=20, help="Timed runs per model (default: 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="Untimed runs first (default: 3)")
+    args = parser.parse_args(argv)
+    ((height, width),) = benchmark.parse_sizes(args.size)
+
+    if args.model:
+        model = keras.saving.load_model(args.model, compile=False)
+    else:  # untrained, with slopes like trained ones (zero slopes quantize to a zero scale)
+        model, rng = ENet(num_classes=11), np.random.default_rng(0)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.PReLU):
+                layer.alpha.assign(rng.uniform(0.05, 0.3, layer.alpha.shape).astype("float32"))
+    relu = ENet(int(model.output_shape[-1]), activation="relu")
+    transfer_weights(model, relu, skip=[l.name for l in model.layers if isinstance(l, keras.layers.PReLU)])
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(8)]
+
+    variants = {
+        "fp32": lambda: tflite.convert(model, height, width, "fp32"),
+        "int8 prelu": lambda: _convert_int8_as_is(model, height, width, images),
+        "int8 maximum (exported)": lambda: tflite.convert(model, height, width, "int8", images, len(images)),
+        "int8 sum": lambda: _convert_int8_as_is(_with_prelu_form(model, _SumPReLU), height, width, images),
+        "int8 relu (other network)": lambda: _convert_int8_as_is(relu, height, width, images),
+    }
+    runners, delegation = {}, {}
+    with tempfile.TemporaryDirectory() as work:
+        for name, make in variants.items():
+            print(f"exporting {name} ...", file=sys.stderr, flush=True)
+            path = Path(work) / f"{name.split(' (')[0].replace(' ', '_')}.tflite"
+            path.write_bytes(make())
+            runners[name] = benchmark._tflite_runner(path, args.threads)
+            delegation[name] = benchmark.xnnpack_delegation(path, args.threads)
+        for _ in range(args.warmup):
+            for run in runners.values():
+                run()
+        times = {name: [] for name in runners}
+        for _ in range(args.runs):
+            for name, run in runners.items():
+                start = time.perf_counter()
+                run()
+                times[name].append((time.perf_counter() - start) * 1000)
+
+    fp32 = statistics.median(times["fp32"])
+    print(f"\nENet int8 forms, {height}x{width}, batch 1, {args.threads} threads, {args.runs} runs, "
+          f"{platform.processor() or platform.machine()}, model {args.model or 'untrained ENet(11)'}\n")
+    print("| Model | Median (ms) | Min-max (ms) | vs fp32 | XNNPACK nodes | Partitions | Left to LiteRT kernels |")
+    print("|---|---|---|---|---|---|---|")
+    for name, values in times.items():
+        info = delegation[name]
+        outside = ", ".join(f"{op} {n}" for op, n in info["outside"].items()) or "-"
+        print(f"| {name} | {statistics.median(values):.1f} | {min(values):.1f}-{max(values):.1f} | "
+              f"{statistics.median(values) / fp32:.2f}x | {info['delegated_nodes']}/{info['total_nodes']} | "
+              f"{info['partitions']} | {outside} |")
+
+
+if __name__ == "__main__":
+    main()
