@@ -368,7 +368,7 @@ def load_predictor(model_path, num_threads=None):
 # Evaluation.
 
 
-def evaluate(model, source, batch_size=4, limit=None, verbose=1):
+def evaluate(model, source, batch_size=4, limit=None, verbose=1, reference=None):
     """Scores a model on a data source: confusion matrix and the paper's metrics.
 
     Images are evaluated at their own size (padded to a multiple of 8 for the model and cropped
@@ -382,10 +382,14 @@ def evaluate(model, source, batch_size=4, limit=None, verbose=1):
         batch_size: int. Images per batch. Defaults to 4.
         limit: int or None. Evaluate only the first `limit` images. Defaults to None (all).
         verbose: int. 1 shows a progress bar. Defaults to 1.
+        reference: str, `Predictor` or None. Another model (say the fp32 one, for an int8
+            model) run on the same images; the result then holds `agreement`, the fraction of
+            pixels where both predict the same class. Defaults to None.
 
     Returns:
         A dict: the `segmentation_metrics` entries plus `confusion_matrix` (nested lists),
-        `class_names`, `num_images`, `model`, `runtime`, `dataset`, `split`, `ignore_label`.
+        `class_names`, `num_images`, `model`, `runtime`, `dataset`, `split`, `ignore_label`
+        (and `agreement`, `reference` with a reference).
 
     Raises:
         FileNotFoundError: if the model file does not exist.
@@ -414,21 +418,33 @@ def evaluate(model, source, batch_size=4, limit=None, verbose=1):
             f"The model {predictor.path} predicts {predictor.num_classes} classes but the dataset "
             f"{source.name!r} ({source.split}) has {source.num_classes}: evaluate a model trained on this dataset"
         )
+    if reference is not None:
+        reference = reference if isinstance(reference, Predictor) else load_predictor(reference)
+        if reference.num_classes != predictor.num_classes:
+            raise ValueError(
+                f"The reference {reference.path} predicts {reference.num_classes} classes but the model "
+                f"{predictor.path} predicts {predictor.num_classes}"
+            )
     num_classes, ignore = source.num_classes, source.ignore_label
     total = source.num_examples
     if limit is not None:
         total = limit if total is None else min(total, limit)
-    batch_size = 1 if isinstance(predictor, TFLitePredictor) else batch_size
-    dataset = data.make_pipeline(source, batch_size, crop_size=predictor.input_size, training=False, cache=False)
+    if any(isinstance(p, TFLitePredictor) for p in (predictor, reference)):
+        batch_size = 1
+    crop_size = predictor.input_size or (reference.input_size if reference is not None else None)
+    dataset = data.make_pipeline(source, batch_size, crop_size=crop_size, training=False, cache=False)
     if limit is not None:
         dataset = dataset.unbatch().take(limit).batch(batch_size)
     progress = keras.utils.Progbar(total, unit_name="image", verbose=verbose) if verbose else None
     confusion = np.zeros((num_classes, num_classes), np.int64)
-    seen = 0
+    seen = same = pixels = 0
     for images, labels in dataset:
         images = np.asarray(images).astype(np.uint8)
         predictions = predictor.predict(images)
         confusion += confusion_matrix(np.asarray(labels), predictions, num_classes, ignore)
+        if reference is not None:
+            same += int((reference.predict(images) == predictions).sum())
+            pixels += predictions.size
         seen += images.shape[0]
         if progress is not None:
             progress.update(seen)
@@ -443,6 +459,8 @@ def evaluate(model, source, batch_size=4, limit=None, verbose=1):
         split=source.split,
         ignore_label=int(ignore),
     )
+    if reference is not None:
+        results.update(agreement=same / max(pixels, 1), reference=reference.path)
     return results
 
 
@@ -480,6 +498,8 @@ def format_results(results):
         f"mIoU:                   {cell(results['mean_iou']).strip()} %",
         f"pixel accuracy:         {cell(results['pixel_accuracy']).strip()} %",
         f"class-average accuracy: {cell(results['class_average_accuracy']).strip()} %",
+        *([f"agreement with {results['reference']}: {cell(results['agreement']).strip()} % of pixels"]
+          if "agreement" in results else []),
         f"({results['num_images']} images, {results['num_pixels']} labelled pixels, "
         f"{results['runtime']} model {results['model']})",
     ]

@@ -157,6 +157,14 @@ def test_evaluate_keras_and_tflite_identical(models, source, tmp_path, capsys):
     for key in ("mean_iou", "pixel_accuracy", "class_average_accuracy"):
         assert tflite_results[key] == keras_results[key]
 
+    # Agreement with a reference: identical predictions agree everywhere; an untrained model
+    # with other weights does not.
+    compared = evaluation.evaluate(models["tflite"], source, verbose=0, reference=models["keras"])
+    assert compared["agreement"] == 1.0 and compared["reference"] == models["keras"]
+    assert "agreement with" in evaluation.format_results(compared)
+    other = evaluation.evaluate(models["tflite"], source, verbose=0, reference=evaluation.KerasPredictor(ENet(8)))
+    assert other["agreement"] < 1.0
+
 
 def test_evaluate_default_output_next_to_model(models):
     path = evaluate_tool.default_output(models["keras"], "synthetic", "val")

@@ -23,6 +23,9 @@ def build_parser():
     parser.add_argument("--data_dir", default=None, help="Folder of the dataset. (default: None, the source's own default)")
     parser.add_argument("--split", default="val", choices=("train", "val", "test"), help="Split to evaluate. (default: val)")
     parser.add_argument("--batch_size", type=int, default=4, help="Images per batch (TFLite runs one at a time). (default: 4)")
+    parser.add_argument("--reference", default=None,
+                        help="Another model run on the same images (e.g. the fp32 one for an int8 model); "
+                             "reports the share of pixels where both predict the same class. (default: None)")
     parser.add_argument("--limit", type=int, default=None, help="Evaluate only the first N images. (default: None, all)")
     parser.add_argument("--output", default=None,
                         help="JSON file for the results. (default: <model>_<dataset>_<split>_eval.json next to the model)")
@@ -51,7 +54,8 @@ def main(argv=None):
     if args.image_size is not None:
         options["height"], options["width"] = args.image_size
     source = data.get_source(args.dataset, args.split, args.data_dir, **options)
-    results = evaluation.evaluate(args.model, source, batch_size=args.batch_size, limit=args.limit)
+    results = evaluation.evaluate(args.model, source, batch_size=args.batch_size, limit=args.limit,
+                                 reference=args.reference)
     print(evaluation.format_results(results))
 
     output = args.output or default_output(args.model, args.dataset, args.split)
