@@ -1,6 +1,8 @@
 """Quantization-aware fine-tuning of a trained ENet, exported as a full-integer TFLite model.
 
 All logic is in enet_keras.training.qat (see its docstring for the tf_keras twin design).
+Experimental: on the CamVid weights the converted QAT model is still less accurate than
+post-training int8 (README, "Quantization-aware training").
 
 Example:
     python tools/qat.py --model runs/camvid/best.keras --dataset camvid --data_dir ../shared/data/camvid \\
