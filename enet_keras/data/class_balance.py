@@ -3,33 +3,14 @@
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 
 import numpy as np
 import tensorflow as tf
 
+from enet_keras.files import atomic_write_json
+
 METHODS = ("enet", "median")
-
-
-def write_json_atomic(path, obj):
-    """Writes `obj` as JSON to local `path` whole or not at all (temp file, then rename).
-
-    Args:
-        path: str. The destination file; its folder must exist.
-        obj: JSON-serialisable object.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def count_pixels(source):
@@ -173,7 +154,7 @@ def class_weights(source, method="enet", c=1.02, cache_dir=None):
             f"({counts['num_images']} images); their weight is 0", stacklevel=2)
     if path is not None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_json_atomic(path, {
+        atomic_write_json(path, {
             "key": key, "weights": [float(w) for w in weights],
             "class_names": list(source.class_names), "pixels": counts["pixels"].tolist(),
             "image_pixels": counts["image_pixels"].tolist(), "num_images": counts["num_images"],

@@ -202,11 +202,9 @@ def _twin_layer(layer, tf_keras, twins):
                 f"and width; layer {layer.name!r} has shared_axes={layer.shared_axes} and max slope {alpha.max():.3f}"
             )
         return twins["MaximumPReLU"](name=layer.name)
-    if name in twins and name != "MaximumPReLU":
+    if name in twins:  # our layers: only the name and ChannelPadding's channels configure them
         config = {k: v for k, v in layer.get_config().items() if k in ("name", "channels")}
         return twins[name](**config)
-    if name == "MaximumPReLU":
-        return twins[name](name=layer.name)
     try:
         return tf_keras.layers.deserialize({"class_name": name, "config": _standard_config(layer)})
     except (ValueError, TypeError) as error:
