@@ -209,9 +209,10 @@ class MaximumPReLU(keras.layers.Layer):
     """PReLU computed as `maximum(x, alpha * x)`: the export form of PReLU for int8 models.
 
     For slopes `alpha <= 1` (negative ones included) this equals `PReLU` exactly: for x >= 0,
-    x >= alpha*x; for x < 0, alpha*x >= x. Quantized TFLite runs it as MUL and MAXIMUM, which XNNPACK
-    accelerates; it does not accelerate int8 PRELU, which made ENet's int8 model ~3x slower
-    than fp32 on x86 CPUs. `enet_keras.export.tflite` swaps it in for int8 exports.
+    x >= alpha*x; for x < 0, alpha*x >= x. Quantized TFLite runs it as MUL (in XNNPACK) and
+    MAXIMUM (LiteRT's own fast kernel); int8 PRELU has neither an XNNPACK kernel nor a fast
+    LiteRT one and made ENet's int8 model ~7x slower than this form
+    (`benchmarks/bench_int8_forms.py`). `enet_keras.export.tflite` swaps it in for int8 exports.
 
     Args:
         **kwargs: standard `keras.layers.Layer` arguments.
