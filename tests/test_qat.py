@@ -45,46 +45,6 @@ def test_twin_refuses_slopes_above_one():
         qat.tf_keras_twin(model)
 
 
-@pytest.mark.slow
-def test_qat_round_trip_runs_int8_in_litert(tmp_path):
-    from ai_edge_litert.interpreter import Interpreter
-
-    from enet_keras import data
-    from enet_keras.export import tflite
-
-    keras.utils.set_random_seed(0)
-    source = data.get_source("synthetic", "train", num_examples=4, height=64, width=64)
-    model = _with_slopes(ENet(num_classes=source.num_classes), 0.05, 0.3)
-    qat_model = qat.quantize_model(model)
-    assert any(type(l).__name__ == "QuantizeWrapperV2" for l in qat_model.layers)
-    before = [w.numpy().copy() for w in qat_model.trainable_weights]
-    pipeline = data.make_pipeline(source, 2, (64, 64), training=True)
-    history = qat.fine_tune(qat_model, pipeline, epochs=1, steps_per_epoch=1, verbose=0)
-    assert np.isfinite(history["loss"][0])
-    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, qat_model.trainable_weights))
-
-    images = tflite.calibration_images(source, 64, 64, 4)
-    flatbuffer = qat.convert_int8(qat_model, 64, 64, images, 4)
-    assert {"PRELU", "SELECT_V2"}.isdisjoint(tflite.ops(flatbuffer))
-    interpreter = Interpreter(model_content=flatbuffer)
-    interpreter.allocate_tensors()
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    assert inp["dtype"] == np.uint8 and out["dtype"] == np.int8
-    scale, zero_point = out["quantization"]
-    errors = []
-    for image in images:
-        interpreter.set_tensor(inp["index"], image[None])
-        interpreter.invoke()
-        logits = (interpreter.get_tensor(out["index"])[0].astype("float32") - zero_point) * scale
-        assert logits.shape == (64, 64, source.num_classes)
-        expected = qat_model(image[None].astype("float32"), training=False).numpy()[0]
-        errors.append(np.abs(logits - expected).mean())
-    # The int8 model computes what the fake-quantized model computes, up to rounding: on average
-    # within one output quantization step (a lost BatchNorm or slope is many steps off).
-    # Argmax agreement says little here: an untrained model's logits differ by a few steps only.
-    assert np.mean(errors) < scale, (errors, scale)
-
-
 def _tool():
     spec = importlib.util.spec_from_file_location("qat_tool", ROOT / "tools" / "qat.py")
     module = importlib.util.module_from_spec(spec)
@@ -109,20 +69,56 @@ def test_tool_rejects_class_count_mismatch(tmp_path):
 
 
 @pytest.mark.slow
-def test_tool_fine_tunes_and_writes_int8(tmp_path):
-    from enet_keras import data
+def test_qat_round_trip_through_the_tool(tmp_path):
+    """Annotate, fine-tune, export int8 and run it: in LiteRT against the fake-quantized model,
+    and in the TensorFlow-free `tflite/` runtime on uint8 pixels."""
+    from ai_edge_litert.interpreter import Interpreter
 
-    classes = data.get_source("synthetic", "train", num_examples=2).num_classes
+    from enet_keras import data
+    from enet_keras.export import tflite
+
+    keras.utils.set_random_seed(0)
+    source = data.get_source("synthetic", "train", num_examples=2, height=64, width=96)
+    classes = source.num_classes
     path = tmp_path / "enet.keras"
-    _with_slopes(ENet(num_classes=classes), 0.05, 0.3).save(path)
+    model = _with_slopes(ENet(num_classes=classes), 0.05, 0.3)
+    model.save(path)
     output = tmp_path / "qat" / "enet_int8_qat.tflite"
     argv = ["--model", str(path), "--output", str(output), "--dataset", "synthetic",
-            "--dataset_option", "num_examples=2", "--dataset_option", "height=64", "--dataset_option", "width=64",
+            "--dataset_option", "num_examples=2", "--dataset_option", "height=64", "--dataset_option", "width=96",
             "--epochs", "1", "--batch_size", "2", "--height", "64", "--width", "64",
             "--export_height", "64", "--export_width", "96", "--num_calibration_images", "2"]
-    _tool().main(argv)
+    result = _tool().main(argv)
     summary = json.loads(output.with_name("enet_int8_qat_qat.json").read_text())
     assert summary["export_size"] == [64, 96] and len(summary["history"]["loss"]) == 1
+    assert np.isfinite(summary["history"]["loss"][0])
+
+    qat_model = result["qat_model"]
+    assert any(type(l).__name__ == "QuantizeWrapperV2" for l in qat_model.layers)
+    wrapper = qat_model.get_layer("quant_bottleneck1_1_expand_conv")
+    (tuned,) = [w.numpy() for w in wrapper.trainable_weights if "kernel" in w.name]
+    assert not np.array_equal(tuned, model.get_layer("bottleneck1_1_expand_conv").kernel.numpy())  # it trained
+
+    flatbuffer = output.read_bytes()
+    assert {"PRELU", "SELECT_V2"}.isdisjoint(tflite.ops(flatbuffer))
+    interpreter = Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert inp["dtype"] == np.uint8 and out["dtype"] == np.int8
+    scale, zero_point = out["quantization"]
+    errors = []
+    for image in tflite.calibration_images(source, 64, 96, 2):
+        interpreter.set_tensor(inp["index"], image[None])
+        interpreter.invoke()
+        logits = (interpreter.get_tensor(out["index"])[0].astype("float32") - zero_point) * scale
+        assert logits.shape == (64, 96, classes)
+        expected = qat_model(image[None].astype("float32"), training=False).numpy()[0]
+        errors.append(np.abs(logits - expected).mean())
+    # The int8 model computes what the fake-quantized model computes, up to rounding: on average
+    # within one output quantization step (a lost BatchNorm or slope is many steps off).
+    # Argmax agreement says little here: an untrained model's logits differ by a few steps only.
+    assert np.mean(errors) < scale, (errors, scale)
+
     # The device runtime (no TensorFlow) runs it on uint8 pixels.
     import sys
 

@@ -67,7 +67,8 @@ def main(argv=None):
         num_calibration_images=args.num_calibration_images, seed=args.seed,
     )
     summary_path = os.path.splitext(args.output)[0] + "_qat.json"
-    atomic_write_json(summary_path, {**result, "model": args.model, "dataset": args.dataset})
+    summary = {k: v for k, v in result.items() if k != "qat_model"}
+    atomic_write_json(summary_path, {**summary, "model": args.model, "dataset": args.dataset})
     print(f"Wrote {result['path']} (QAT int8, {args.export_height}x{args.export_width}) and {summary_path}")
     return result
 

@@ -353,7 +353,8 @@ def quantization_aware_training(model, dataset, output_path, data_dir=None, data
         verbose: int. Defaults to 2.
 
     Returns:
-        A dict with the output path, the training history and the settings.
+        A dict with the output path, the training history, the settings and `qat_model`, the
+        fine-tuned quantization-aware tf_keras model.
 
     Raises:
         ValueError: if the model's class count differs from the dataset's.
@@ -389,4 +390,5 @@ def quantization_aware_training(model, dataset, output_path, data_dir=None, data
     flatbuffer = convert_int8(qat_model, export_size[0], export_size[1], images, num_calibration_images)
     atomic_write_bytes(output_path, flatbuffer)
     return {"path": os.fspath(output_path), "history": history, "epochs": epochs, "crop_size": list(crop_size),
-            "export_size": list(export_size), "learning_rate": learning_rate, "calibration_images": len(images)}
+            "export_size": list(export_size), "learning_rate": learning_rate, "calibration_images": len(images),
+            "qat_model": qat_model}
