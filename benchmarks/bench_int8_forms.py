@@ -43,32 +43,6 @@ class _SumPReLU(MaximumPReLU):
         return inputs * self.alpha + ops.relu(inputs * (1.0 - self.alpha))
 
 
-def _with_prelu_form(model, form):
-    if form is None:
-        return model
-
-    def clone(layer):
-        if isinstance(layer, keras.layers.PReLU):
-            return form(name=layer.name)
-        return layer.__class__.from_config(layer.get_config())
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    for layer in copy.layers:
-        if layer.weights:
-            layer.set_weights(model.get_layer(layer.name).get_weights())
-    return copy
-
-
-def _convert_int8_as_is(model, height, width, images):
-    # `tflite.convert` would swap in the export form; convert the given model unchanged.
-    original = tflite.int8_export_form
-    tflite.int8_export_form = lambda m: m
-    try:
-        return tflite.convert(model, height, width, "int8", images, len(images))
-    finally:
-        tflite.int8_export_form = original
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="Trained .keras model (default: ENet(11), random)")
@@ -93,10 +67,11 @@ def main(argv=None):
 
     variants = {
         "fp32": lambda: tflite.convert(model, height, width, "fp32"),
-        "int8 prelu": lambda: _convert_int8_as_is(model, height, width, images),
+        "int8 prelu": lambda: tflite.convert(model, height, width, "int8", images, len(images), export_form=False),
         "int8 maximum (exported)": lambda: tflite.convert(model, height, width, "int8", images, len(images)),
-        "int8 sum": lambda: _convert_int8_as_is(_with_prelu_form(model, _SumPReLU), height, width, images),
-        "int8 relu (other network)": lambda: _convert_int8_as_is(relu, height, width, images),
+        "int8 sum": lambda: tflite.convert(tflite.int8_export_form(model, _SumPReLU), height, width, "int8",
+                                           images, len(images)),
+        "int8 relu (other network)": lambda: tflite.convert(relu, height, width, "int8", images, len(images)),
     }
     runners, delegation = {}, {}
     with tempfile.TemporaryDirectory() as work:

@@ -1,4 +1,4 @@
-"""Shared test helpers: one layer test and one model-saving check, reused instead of copied."""
+"""Shared test helpers: one layer test, one model-saving check and PReLU slopes, reused instead of copied."""
 
 import numpy as np
 import keras
@@ -50,3 +50,13 @@ def run_layer_test(layer_cls, init_kwargs, input_shapes, tmp_path, input_dtypes=
     assert clone.get_config() == config
     assert_model_round_trip(model, feed, tmp_path)
     return layer
+
+
+def with_random_slopes(model, low, high, seed=0):
+    """Sets every PReLU's slopes to uniform random values in [low, high) (trained slopes are
+    spread, untrained ones are all 0); returns `model`."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.PReLU):
+            layer.alpha.assign(rng.uniform(low, high, layer.alpha.shape).astype("float32"))
+    return model

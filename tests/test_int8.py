@@ -6,18 +6,11 @@ import keras
 
 from enet_keras import ENet, MaximumPReLU
 from enet_keras.export import tflite
-
-
-def _with_slopes(model, low, high, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.PReLU):
-            layer.alpha.assign(rng.uniform(low, high, layer.alpha.shape).astype("float32"))
-    return model
+from helpers import with_random_slopes
 
 
 def test_export_form_equals_training_form():
-    model = _with_slopes(ENet(num_classes=3), -0.5, 1.0)  # trained slopes are often negative
+    model = with_random_slopes(ENet(num_classes=3), -0.5, 1.0)  # trained slopes are often negative
     form = tflite.int8_export_form(model)
     assert not any(isinstance(l, keras.layers.PReLU) for l in form.layers)
     assert sum(isinstance(l, MaximumPReLU) for l in form.layers) == sum(
@@ -40,7 +33,7 @@ def test_slopes_outside_unit_interval_keep_prelu():
 def test_int8_tflite_has_no_prelu_and_takes_uint8():
     from ai_edge_litert.interpreter import Interpreter
 
-    model = _with_slopes(ENet(num_classes=3), 0.05, 0.3)
+    model = with_random_slopes(ENet(num_classes=3), 0.05, 0.3)
     rng = np.random.default_rng(2)
     calibration = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(4)]
     flatbuffer = tflite.convert(model, 64, 64, "int8", calibration)

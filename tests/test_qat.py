@@ -13,20 +13,13 @@ pytest.importorskip("tf_keras")
 
 from enet_keras import ENet  # noqa: E402
 from enet_keras.training import qat  # noqa: E402
+from helpers import with_random_slopes  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _with_slopes(model, low, high, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.PReLU):
-            layer.alpha.assign(rng.uniform(low, high, layer.alpha.shape).astype("float32"))
-    return model
-
-
 def test_tf_keras_twin_computes_the_same_function():
-    model = _with_slopes(ENet(num_classes=4), -0.5, 1.0)
+    model = with_random_slopes(ENet(num_classes=4), -0.5, 1.0)
     # Non-trivial BatchNorm statistics, so that inference-mode BN is compared too.
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -81,7 +74,7 @@ def test_qat_round_trip_through_the_tool(tmp_path):
     source = data.get_source("synthetic", "train", num_examples=2, height=64, width=96)
     classes = source.num_classes
     path = tmp_path / "enet.keras"
-    model = _with_slopes(ENet(num_classes=classes), 0.05, 0.3)
+    model = with_random_slopes(ENet(num_classes=classes), 0.05, 0.3)
     model.save(path)
     output = tmp_path / "qat" / "enet_int8_qat.tflite"
     argv = ["--model", str(path), "--output", str(output), "--dataset", "synthetic",

@@ -19,6 +19,14 @@ from enet_keras.layers import MaximumPReLU
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
+def check_export_size(height, width):
+    """Raises `ValueError` unless height and width are positive multiples of 8 (ENet's three
+    downsamplings)."""
+    for size, what in ((height, "height"), (width, "width")):
+        if not isinstance(size, (int, np.integer)) or size <= 0 or size % 8:
+            raise ValueError(f"ENet needs an input {what} that is a positive multiple of 8. Received: {what}={size}")
+
+
 def fixed_size_model(model, height, width, batch_size=1):
     """A copy of a functional `model` whose input is fixed to (batch_size, height, width, 3),
     sharing its weights. Mobile runtimes want static shapes.
@@ -35,14 +43,13 @@ def fixed_size_model(model, height, width, batch_size=1):
     Raises:
         ValueError: if height or width is not a positive multiple of 8.
     """
-    for size, what in ((height, "height"), (width, "width")):
-        if not isinstance(size, (int, np.integer)) or size <= 0 or size % 8:
-            raise ValueError(f"ENet needs an input {what} that is a positive multiple of 8. Received: {what}={size}")
+    check_export_size(height, width)
     inputs = keras.Input(batch_shape=(batch_size, height, width, 3), name="image")
     return keras.Model(inputs, model(inputs), name=model.name)
 
 
-def convert(model, height, width, precision="fp32", representative_images=None, num_calibration_images=100):
+def convert(model, height, width, precision="fp32", representative_images=None, num_calibration_images=100,
+            export_form=True):
     """Converts a Keras ENet to a TensorFlow Lite flatbuffer with builtin ops only.
 
     fp32 and fp16 models take float32 images in [0, 255] and return float32 logits. int8 models
@@ -58,6 +65,8 @@ def convert(model, height, width, precision="fp32", representative_images=None, 
         representative_images: iterable of uint8 or float (H, W, 3) images in [0, 255], of the
             export size, drawn from the training data; required for int8.
         num_calibration_images: int. How many of them calibrate int8. Defaults to 100.
+        export_form: bool. int8 only: convert `int8_export_form(model)` (same function, fast
+            int8 ops). False converts the model as it is (for comparisons). Defaults to True.
 
     Returns:
         The `.tflite` flatbuffer as bytes.
@@ -77,7 +86,7 @@ def convert(model, height, width, precision="fp32", representative_images=None, 
         raise ValueError(f"precision must be one of {PRECISIONS}. Received: precision={precision!r}")
     if precision == "int8" and representative_images is None:
         raise ValueError("int8 export needs representative_images (images from the training data)")
-    if precision == "int8":
+    if precision == "int8" and export_form:
         model = int8_export_form(model)
     converter = tf.lite.TFLiteConverter.from_keras_model(fixed_size_model(model, height, width))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -85,31 +94,39 @@ def convert(model, height, width, precision="fp32", representative_images=None, 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
     elif precision == "int8":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
-        converter.inference_output_type = tf.int8
-        converter.representative_dataset = _representative_dataset(
-            representative_images, height, width, num_calibration_images
-        )
-    flatbuffer = _quiet_convert(converter)
-    check_builtin_only(flatbuffer)
-    return flatbuffer
+        set_full_integer(converter, height, width, representative_images, num_calibration_images)
+    return convert_builtin_only(converter)
 
 
-def _quiet_convert(converter):
+def set_full_integer(converter, height, width, representative_images, num_calibration_images):
+    """Sets a `TFLiteConverter` up for full-integer int8: uint8 images in (raw pixels, scale 1),
+    int8 logits out, calibrated on `representative_images` of shape (height, width, 3)."""
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.int8
+    converter.representative_dataset = _representative_dataset(
+        representative_images, height, width, num_calibration_images
+    )
+
+
+def convert_builtin_only(converter):
+    """Runs `converter` and returns the flatbuffer; raises `ValueError` if it holds a Flex or
+    custom op (`check_builtin_only`)."""
     # The converter writes the Keras model out with `ExportArchive.write_out`, which prints
     # every captured variable (hundreds of lines); route Keras' messages to absl logging meanwhile.
     interactive = keras.config.is_interactive_logging_enabled()
     keras.config.disable_interactive_logging()
     try:
-        return converter.convert()
+        flatbuffer = converter.convert()
     finally:
         if interactive:
             keras.config.enable_interactive_logging()
+    check_builtin_only(flatbuffer)
+    return flatbuffer
 
 
-def int8_export_form(model):
+def int8_export_form(model, form=MaximumPReLU):
     """A copy of `model` computing the same function with int8-friendly ops: every
     `PReLU(shared_axes=[1, 2])` whose slopes are all <= 1 becomes `MaximumPReLU`
     (MUL + MAXIMUM, ~7x faster than int8 PRELU on x86 CPUs). Layers with a slope above
@@ -117,6 +134,8 @@ def int8_export_form(model):
 
     Args:
         model: a functional `keras.Model`.
+        form: the layer class that replaces PReLU: it takes `name` and holds `alpha` of
+            PReLU's shape. Defaults to `MaximumPReLU`.
 
     Returns:
         A `keras.Model` with the same layer names and weights.
@@ -136,7 +155,7 @@ def int8_export_form(model):
 
     def clone(layer):
         if layer.name in swap:
-            return MaximumPReLU(name=layer.name)
+            return form(name=layer.name)
         return layer.__class__.from_config(layer.get_config())
 
     copy = keras.models.clone_model(model, clone_function=clone)

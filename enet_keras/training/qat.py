@@ -23,12 +23,11 @@ which the variable does not affect.
 
 import os
 
-import numpy as np
 import keras
 import tensorflow as tf
 
 from enet_keras import layers as enet_layers
-from enet_keras.export.tflite import _quiet_convert, _representative_dataset, check_builtin_only
+from enet_keras.export.tflite import check_export_size, convert_builtin_only, set_full_integer
 
 _SKIPPED_CONFIG_KEYS = ("dtype",)
 _INITIALIZER_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
@@ -272,22 +271,12 @@ def convert_int8(qat_model, height, width, representative_images, num_calibratio
     Returns:
         The `.tflite` flatbuffer as bytes.
     """
-    for size, what in ((height, "height"), (width, "width")):
-        if not isinstance(size, (int, np.integer)) or size <= 0 or size % 8:
-            raise ValueError(f"ENet needs an input {what} that is a positive multiple of 8. Received: {what}={size}")
+    check_export_size(height, width)
     function = tf.function(lambda images: qat_model(images, training=False))
     concrete = function.get_concrete_function(tf.TensorSpec((1, height, width, 3), tf.float32, name="image"))
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], qat_model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.int8
-    converter.representative_dataset = _representative_dataset(
-        representative_images, height, width, num_calibration_images
-    )
-    flatbuffer = _quiet_convert(converter)
-    check_builtin_only(flatbuffer)
-    return flatbuffer
+    set_full_integer(converter, height, width, representative_images, num_calibration_images)
+    return convert_builtin_only(converter)
 
 
 def fine_tune(qat_model, train_dataset, epochs=4, learning_rate=1e-4, class_weights=None, ignore_label=255,
