@@ -30,7 +30,14 @@ def _check_even(shape, layer_name):
 
 def _window_corners(x):
     """The four 2x2-window corners of `x`, each of shape (B, H/2, W/2, C), in index order."""
-    return (x[:, 0::2, 0::2, :], x[:, 0::2, 1::2, :], x[:, 1::2, 0::2, :], x[:, 1::2, 1::2, :])
+    shape = ops.shape(x)
+    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+    # A space-to-depth (reshape, transpose, reshape) then a channel split, not strided slices:
+    # LiteRT runs stride-2 slices in its slow reference kernel, outside XNNPACK, and they made
+    # up most of the pooling's cost in int8.
+    x = ops.reshape(x, (batch, height // 2, 2, width // 2, 2, channels))
+    x = ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (batch, height // 2, width // 2, 4 * channels))
+    return tuple(ops.split(x, 4, axis=-1))
 
 
 def _interleave_corners(corners):

@@ -60,3 +60,15 @@ def with_random_slopes(model, low, high, seed=0):
         if isinstance(layer, keras.layers.PReLU):
             layer.alpha.assign(rng.uniform(low, high, layer.alpha.shape).astype("float32"))
     return model
+
+
+def with_random_statistics(model, seed=0):
+    """Sets every BatchNormalization's scale, offset and moving statistics to random values (a
+    fresh model's are the identity, which hides mistakes in folding them); returns `model`."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shape = layer.gamma.shape
+            layer.set_weights([rng.uniform(0.5, 2.0, shape), rng.normal(0, 0.5, shape), rng.normal(0, 0.5, shape),
+                               rng.uniform(0.5, 2.0, shape)])
+    return model

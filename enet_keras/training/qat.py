@@ -2,15 +2,17 @@
 
 tfmot 0.8 quantizes tf_keras (Keras 2) models only, and our ENet is a Keras 3 model. The design:
 
-1. `tf_keras_twin` rebuilds the trained Keras 3 model layer by layer in tf_keras, walking its
-   functional graph: standard layers from their configs, our custom layers from tf_keras twins
-   below, every PReLU in its int8 export form `max(x, alpha * x)` (`MaximumPReLU`, exact for
-   slopes <= 1). Layer names and weights are the same, so weights copy by name both ways.
+1. `tf_keras_twin` rebuilds the trained Keras 3 model layer by layer in tf_keras, walking the
+   functional graph of its int8 export form (`enet_keras.export.tflite.int8_export_form`: the
+   initial block's normalization folded into its branches, every PReLU as `max(x, alpha * x)`,
+   exact for slopes <= 1): standard layers from their configs, our custom layers from tf_keras
+   twins below. Layer names and weights are the same, so weights copy by name.
 2. `quantize_model` annotates the twin for tfmot's default 8-bit scheme: convolutions,
-   Conv2D+BatchNormalization pairs, Add, Concatenate and pooling take tfmot's own configs; a
-   BatchNormalization that follows no Conv2D quantizes its output; the PReLU twin quantizes its
-   slopes and output; the index pooling, unpooling and channel padding only move values, so they
-   get no fake-quantization (their output keeps the scale of their input, as in TFLite).
+   Conv+BatchNormalization pairs, Add, Concatenate and pooling take tfmot's own configs; a
+   BatchNormalization that follows no convolution quantizes its output; the PReLU twin
+   quantizes its slopes and output; the index pooling, unpooling and channel padding only move
+   values, so they get no fake-quantization (their output keeps the scale of their input, as in
+   TFLite).
 3. `fine_tune` trains the quantized model with `model.fit` on the same `tf.data` pipeline and
    loss as float training (the Keras 3 loss runs on TensorFlow tensors).
 4. `convert_int8` converts it to a full-integer TFLite model (uint8 in, int8 out), taking the
@@ -22,12 +24,15 @@ which the variable does not affect.
 """
 
 import os
+import warnings
 
 import keras
 import tensorflow as tf
 
 from enet_keras import layers as enet_layers
-from enet_keras.export.tflite import check_export_size, convert_builtin_only, set_full_integer
+from enet_keras.export.tflite import (
+    check_export_size, convert_builtin_only, int8_export_form, rebuild_graph, set_full_integer,
+)
 
 _SKIPPED_CONFIG_KEYS = ("dtype",)
 _INITIALIZER_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
@@ -145,20 +150,23 @@ def _standard_config(layer):
 
 
 def tf_keras_twin(model):
-    """Rebuilds a functional Keras 3 ENet in tf_keras, with the same layer names and weights.
+    """Rebuilds a functional Keras 3 ENet in tf_keras, in its int8 export form, with the same
+    weights.
 
-    Every PReLU becomes `max(x, alpha * x)`, the int8 export form, which equals PReLU for slopes
-    <= 1 (`enet_keras.export.tflite.int8_export_form`).
+    The twin is built from `enet_keras.export.tflite.int8_export_form(model)`: the initial
+    block's normalization is folded into its two branches and every PReLU is `max(x, alpha * x)`.
+    It computes the same function as `model`, and converts to the same int8 graph as post-training
+    quantization does.
 
     Args:
         model: a functional Keras 3 `keras.Model`, such as a trained `ENet(num_classes)`.
 
     Returns:
-        A `tf_keras.Model` computing the same function.
+        A `tf_keras.Model` computing the same function, with the export form's layer names.
 
     Raises:
-        ValueError: if a PReLU has slopes above 1, is not shared over height and width, or the
-            model holds a layer with no tf_keras twin.
+        ValueError: if a PReLU has slopes above 1 or is not shared over height and width (it has
+            no int8 export form), or the model holds a layer with no tf_keras twin.
 
     Example:
 
@@ -169,22 +177,15 @@ def tf_keras_twin(model):
     """
     tf_keras, _ = _tf_keras()
     twins = _twin_classes()
-    tensors = {}  # id of a Keras 3 KerasTensor -> tf_keras tensor
+    with warnings.catch_warnings():  # a PReLU left as it is gets its own error below
+        warnings.simplefilter("ignore", UserWarning)
+        model = int8_export_form(model)
 
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            (output,) = layer.output if isinstance(layer.output, list) else [layer.output]
-            tensors[id(output)] = tf_keras.Input(batch_shape=output.shape, name=layer.name)
-            continue
-        twin = _twin_layer(layer, tf_keras, twins)
-        (node,) = [n for n in layer._inbound_nodes if all(id(t) in tensors for t in n.input_tensors)][:1]
-        inputs = [tensors[id(t)] for t in node.input_tensors]
-        outputs = twin(inputs if len(inputs) > 1 else inputs[0])
-        for keras_tensor, tensor in zip(tf.nest.flatten(node.output_tensors), tf.nest.flatten(outputs)):
-            tensors[id(keras_tensor)] = tensor
-    twin_model = tf_keras.Model(
-        [tensors[id(t)] for t in model.inputs], [tensors[id(t)] for t in model.outputs], name=model.name
-    )
+    def make_input(layer, tensor):
+        return tf_keras.Input(batch_shape=tensor.shape, name=layer.name)
+
+    inputs, outputs = rebuild_graph(model, lambda layer, x: _twin_layer(layer, tf_keras, twins)(x), make_input)
+    twin_model = tf_keras.Model(inputs, outputs, name=model.name)
     for layer in model.layers:
         if layer.weights:
             twin_model.get_layer(layer.name).set_weights(layer.get_weights())
@@ -194,13 +195,11 @@ def tf_keras_twin(model):
 def _twin_layer(layer, tf_keras, twins):
     name = type(layer).__name__
     if isinstance(layer, keras.layers.PReLU):
-        alpha = keras.ops.convert_to_numpy(layer.alpha)
-        if list(layer.shared_axes or []) != [1, 2] or (alpha > 1).any():
-            raise ValueError(
-                f"QAT writes PReLU as max(x, alpha*x), exact only for slopes <= 1 shared over height "
-                f"and width; layer {layer.name!r} has shared_axes={layer.shared_axes} and max slope {alpha.max():.3f}"
-            )
-        return twins["MaximumPReLU"](name=layer.name)
+        raise ValueError(
+            f"QAT writes PReLU as max(x, alpha*x), exact only for slopes <= 1 shared over height and width; "
+            f"layer {layer.name!r} has shared_axes={layer.shared_axes} and max slope "
+            f"{keras.ops.convert_to_numpy(layer.alpha).max():.3f}"
+        )
     if name in twins:  # our layers: only the name and ChannelPadding's channels configure them
         config = {k: v for k, v in layer.get_config().items() if k in ("name", "channels")}
         return twins[name](**config)
