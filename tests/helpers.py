@@ -74,15 +74,23 @@ def with_random_statistics(model, seed=0):
     return model
 
 
-def assert_same_function(actual, expected, rel=1e-5, fraction=0.99):
-    """Asserts two ENet outputs agree to `rel` times the largest |expected|, on at least
-    `fraction` of the elements.
+def assert_same_function(other, model, images, rel=1e-5, fraction=0.99):
+    """Asserts that `other` (an export form or a twin of the ENet `model`) computes `model`'s
+    function on `images`: exactly (to `rel` times the largest value) up to `initial_act`, and
+    on at least `fraction` of the output elements.
 
     Two forms of the same network round differently, and where two values of a pooling window
     are within that rounding, the first maximum (and so where unpooling puts the value) can
     differ; that changes a small neighbourhood downstream. A real mistake (a wrong fold, a
     missing weight) changes nearly every element.
     """
-    actual, expected = np.asarray(actual), np.asarray(expected)
+    def outputs(m, layer=None):
+        if layer is not None:  # type(m): a Keras 3 or a tf_keras model
+            m = type(m)(m.inputs, m.get_layer(layer).output)
+        return np.asarray(m(images, training=False))
+
+    expected, actual = outputs(model, "initial_act"), outputs(other, "initial_act")
+    np.testing.assert_allclose(actual, expected, atol=rel * np.abs(expected).max())
+    expected, actual = outputs(model), outputs(other)
     close = np.abs(actual - expected) <= rel * np.abs(expected).max()
     assert close.mean() >= fraction, f"only {100 * close.mean():.2f} % of the elements agree"
