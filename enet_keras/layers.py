@@ -28,20 +28,20 @@ def _check_even(shape, layer_name):
             )
 
 
-def _window_corners(x):
-    """The four 2x2-window corners of `x`, each of shape (B, H/2, W/2, C), in index order."""
+def _windows_on_channels(x):
+    """Space-to-depth of 2x2 windows: (B, H, W, C) -> (B, H/2, W/2, 4C), the four corners of each
+    window concatenated on channels in index order (top-left, top-right, bottom-left, bottom-right)."""
     shape = ops.shape(x)
     batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
-    # A space-to-depth (reshape, transpose, reshape) then a channel split, not strided slices:
-    # LiteRT runs stride-2 slices in its slow reference kernel, outside XNNPACK, and they made
-    # up most of the pooling's cost in int8.
+    # A reshape-transpose-reshape, not strided slices: LiteRT runs stride-2 slices in its slow
+    # reference kernel, outside XNNPACK, and they made up most of the pooling's cost in int8.
     x = ops.reshape(x, (batch, height // 2, 2, width // 2, 2, channels))
-    x = ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (batch, height // 2, width // 2, 4 * channels))
-    return tuple(ops.split(x, 4, axis=-1))
+    return ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (batch, height // 2, width // 2, 4 * channels))
 
 
 def _interleave_corners(corners):
-    """Inverse of `_window_corners`: four (B, h, w, C) tensors -> one (B, 2h, 2w, C)."""
+    """Four (B, h, w, C) corner tensors in index order -> one (B, 2h, 2w, C): the inverse of
+    `_windows_on_channels` followed by a 4-way channel split."""
     top_left, top_right, bottom_left, bottom_right = corners
     shape = ops.shape(top_left)
     batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
@@ -91,13 +91,17 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
 
     def call(self, inputs):
         _check_even(inputs.shape, self.name)
-        corners = _window_corners(inputs)
         pooled = ops.max_pool(inputs, 2, 2)
-        # First maximum in window order, as integer arithmetic on "corner p is not the max"
-        # flags: 0 if corner 0 is a maximum, else 1 if corner 1 is, else 2 if corner 2 is, else 3.
-        # (No `where` with scalar branches: TFLite runs that in a slow broadcasting kernel,
-        # which made int8 ENet slower than fp32.)
-        above = [ops.cast(ops.not_equal(corner, pooled), "int32") for corner in corners[:3]]
+        windows, channels = _windows_on_channels(inputs), ops.shape(inputs)[-1]
+        # "Corner p is not the maximum" flags for the first three corners, from channel slices.
+        # Not a SPLIT: converting quantization-aware models to int8 sometimes failed on it
+        # ("same scale constraint"); with slices the same models convert, as fast.
+        above = [
+            ops.cast(ops.not_equal(windows[..., p * channels:(p + 1) * channels], pooled), "int32") for p in range(3)
+        ]
+        # First maximum in window order: 0 if corner 0 is a maximum, else 1 if corner 1 is, else
+        # 2 if corner 2 is, else 3. (No `where` with scalar branches: TFLite runs that in a slow
+        # broadcasting kernel, which made int8 ENet slower than fp32.)
         return pooled, above[0] * (1 + above[1] * (1 + above[2]))
 
     def compute_output_shape(self, input_shape):
