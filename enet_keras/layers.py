@@ -9,7 +9,7 @@ element, the position of its maximum *inside its 2x2 window*:
 
 Ties go to the first maximum in that (row-major) order, which is also what
 `tf.nn.max_pool_with_argmax` picks, so both give exactly the same unpooled tensor.
-Everything is built from max pooling, reshapes, transposes, splits, comparisons, integer
+Everything is built from max pooling, reshapes, transposes, slices, comparisons, integer
 arithmetic, multiplications and concatenation, which lower to TensorFlow Lite builtins (run by
 XNNPACK where it can) and compile under XLA, with dynamic batch and size.
 """
