@@ -166,24 +166,19 @@ def int8_export_form(model, form=MaximumPReLU):
     if kept:
         warnings.warn(f"PReLU layers {kept} have slopes above 1 and stay PRELU ops (slow in int8)")
     folded = _fold_initial_block(model)
-    copies = []  # (new layer, weights)
 
     def call_layer(layer, inputs):
         if layer.name in folded:
             return folded[layer.name](inputs)
         copy = form(name=layer.name) if layer.name in swap else layer.__class__.from_config(layer.get_config())
-        outputs = copy(inputs)
-        copies.append((copy, layer.get_weights()))
+        outputs = copy(inputs)  # builds it, so the weights can be set
+        copy.set_weights(layer.get_weights())
         return outputs
 
     inputs, outputs = rebuild_graph(
         model, call_layer, lambda layer, tensor: keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype, name=layer.name)
     )
-    export_model = keras.Model(inputs, outputs, name=model.name)
-    for copy, weights in copies:
-        if weights:
-            copy.set_weights(weights)
-    return export_model
+    return keras.Model(inputs, outputs, name=model.name)
 
 
 def _fold_initial_block(model):
