@@ -15,8 +15,13 @@ import keras
 
 from enet_keras.layers import ChannelPadding, MaxPoolingWithArgmax2D, MaxUnpooling2D
 
-# The authors' Torch code uses eps=1e-3 in every SpatialBatchNormalization (also Keras' default).
+# The authors' Torch code uses eps=1e-3 in every SpatialBatchNormalization (also Keras' default)
+# and Torch's momentum 0.1, which is Keras' momentum 0.9 (Keras' default 0.99 makes the moving
+# statistics lag ten times longer, which shows in short runs and in picking the best epoch).
 _BN_EPSILON = 1e-3
+_BN_MOMENTUM = 0.9
+# Torch's and PyTorch's PReLU start every slope at 0.25 (Keras' default is 0, a ReLU).
+_PRELU_INIT = 0.25
 # ENet's bottlenecks reduce to output_channels / 4 inside the extension branch, as in the
 # authors' code (`internal = output / internal_scale`).
 INTERNAL_RATIO = 4
@@ -25,8 +30,14 @@ INTERNAL_RATIO = 4
 def _activation(activation, name):
     if activation == "prelu":
         # One slope per channel, shared across space, as in the paper.
-        return keras.layers.PReLU(shared_axes=[1, 2], name=name)
+        return keras.layers.PReLU(
+            alpha_initializer=keras.initializers.Constant(_PRELU_INIT), shared_axes=[1, 2], name=name
+        )
     return keras.layers.ReLU(name=name)
+
+
+def _batch_norm(name):
+    return keras.layers.BatchNormalization(epsilon=_BN_EPSILON, momentum=_BN_MOMENTUM, name=name)
 
 
 def _conv_bn_act(x, filters, kernel_size, name, strides=1, dilation_rate=1, activation=None):
@@ -39,7 +50,7 @@ def _conv_bn_act(x, filters, kernel_size, name, strides=1, dilation_rate=1, acti
         use_bias=False,
         name=f"{name}_conv",
     )(x)
-    x = keras.layers.BatchNormalization(epsilon=_BN_EPSILON, name=f"{name}_bn")(x)
+    x = _batch_norm(f"{name}_bn")(x)
     if activation is not None:
         x = _activation(activation, f"{name}_act")(x)
     return x
@@ -63,7 +74,7 @@ def InitialBlock(x, filters=16, activation="prelu", name="initial"):
     )(x)
     pool = keras.layers.MaxPooling2D(2, name=f"{name}_pool")(x)
     x = keras.layers.Concatenate(name=f"{name}_concat")([conv, pool])
-    x = keras.layers.BatchNormalization(epsilon=_BN_EPSILON, name=f"{name}_bn")(x)
+    x = _batch_norm(f"{name}_bn")(x)
     return _activation(activation, f"{name}_act")(x)
 
 
@@ -161,7 +172,7 @@ def UpsamplingBottleneck(x, indices, filters, dropout_rate=0.1, activation="prel
     ext = keras.layers.Conv2DTranspose(
         internal, 3, strides=2, padding="same", use_bias=False, name=f"{name}_main_conv"
     )(ext)
-    ext = keras.layers.BatchNormalization(epsilon=_BN_EPSILON, name=f"{name}_main_bn")(ext)
+    ext = _batch_norm(f"{name}_main_bn")(ext)
     ext = _activation(activation, f"{name}_main_act")(ext)
     ext = _extension_end(ext, filters, dropout_rate, name)
     return _merge(main, ext, activation, name)

@@ -28,3 +28,11 @@ def comma_list(choices):
         return list(dict.fromkeys(items))
 
     return parse
+
+
+def add_switch(parser, name, default, help):
+    """Adds `--NAME` and `--no_NAME` (one spelling style with the other flags) for a bool that
+    is `default` when neither is given; `help` should end with the default."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(f"--{name}", dest=name, action="store_true", default=default, help=help)
+    group.add_argument(f"--no_{name}", dest=name, action="store_false", help=f"Turn --{name} off")

@@ -9,17 +9,32 @@ import dataclasses
 import math
 import sys
 
-from enet_keras.cli import key_value
+from enet_keras.cli import add_switch, key_value
 
 # Per-dataset defaults a user gets without flags. The synthetic set is the README's main job:
-# small enough to finish in a few minutes on 2 CPU cores and still learn visibly.
+# small enough to finish in a few minutes on 2 CPU cores and still learn visibly. The camvid
+# preset is the recipe of docs/training.md: PyTorch-ENet's one-stage training (full 360x480
+# frames, Adam 5e-4, weight decay 2e-4, batch 10) with random flips and poly decay.
 DATASET_DEFAULTS = {
     "synthetic": {
         "height": 128, "width": 160, "batch_size": 8, "encoder_epochs": 6, "decoder_epochs": 8,
         "learning_rate": 5e-3,
         "dataset_options": {"num_examples": None, "height": 128, "width": 160},
     },
+    "camvid": {
+        "height": 360, "width": 480, "batch_size": 10, "encoder_epochs": 0, "decoder_epochs": 100,
+        "learning_rate": 5e-4, "scale_range": (1.0, 1.0), "flip": True, "color_jitter": False,
+    },
 }
+
+
+def scale_range(text):
+    """argparse type of `--scale_range LOW,HIGH`."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects LOW,HIGH, e.g. 0.5,2.0. Received: {text!r}") from None
+    return (low, high)
 
 
 def build_parser():
@@ -52,17 +67,21 @@ def build_parser():
         ("seed", int, "Random seed"),
         ("steps_per_epoch", int, "Limit the steps per epoch; none = the whole training split"),
         ("validation_steps", int, "Limit the validation steps; none = the whole split"),
+        ("validation_freq", int, "Validate every N epochs"),
+        ("scale_range", scale_range, "Random scale range LOW,HIGH of the training images; 1,1 = none"),
     ]:
         default = getattr(d, name)
         p.add_argument(f"--{name}", type=kind, default=None,
-                       help=f"{what} (default: {default}; for synthetic see DATASET_DEFAULTS)")
+                       help=f"{what} (default: {default}; synthetic and camvid: see DATASET_DEFAULTS)")
+    for name, what in [("flip", "Random horizontal flips"), ("color_jitter", "Random brightness and contrast")]:
+        add_switch(p, name, None, f"{what} (default: {getattr(d, name)}; synthetic and camvid: see DATASET_DEFAULTS)")
     p.add_argument("--class_weighting", default=d.class_weighting, choices=["enet", "median", "none"],
                    help=f"Class weighting from the training labels (default: {d.class_weighting})")
     p.add_argument("--activation", default=d.activation, choices=["prelu", "relu"], help=f"Activation (default: {d.activation})")
     p.add_argument("--strategy", default=d.strategy, choices=STRATEGIES,
                    help=f"tf.distribute strategy; multiworker reads TF_CONFIG (default: {d.strategy})")
     p.add_argument("--mixed_precision", action="store_true", help="mixed_float16, for GPUs (default: off)")
-    p.add_argument("--no_jit_compile", dest="jit_compile", action="store_false", help="Disable XLA (default: XLA on)")
+    add_switch(p, "jit_compile", d.jit_compile, "XLA; faster on some CPUs and GPUs, slower on others (default: off)")
     p.add_argument("--dataset_option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="Extra option of the data source, e.g. num_examples=100 (JSON values) (default: none)")
     p.add_argument("--verbose", type=int, default=1, help="Keras verbosity: 0, 1 or 2 (default: 1)")

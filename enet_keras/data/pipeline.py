@@ -63,7 +63,8 @@ def _downsample_label(label, factor):
 def _augment(image, label, seed, crop_size, ignore_label, scale_range, flip, color_jitter):
     """Random flip, random scale, random crop/pad, colour jitter; labels stay nearest-neighbour.
 
-    Scale, crop and pad happen in one `tf.image.crop_and_resize` per tensor: the crop window is
+    At a fixed scale of 1 the crop and pad are slices and pads. Otherwise scale, crop and pad
+    happen in one `tf.image.crop_and_resize` per tensor: the crop window is
     chosen in the scaled image and mapped back to source coordinates (align-corners mapping, so
     scale 1 samples exact pixels), and samples that fall outside the image take the pad value
     (0 for the image, `ignore_label` for the label). Only `crop_size` pixels are computed.
@@ -75,17 +76,55 @@ def _augment(image, label, seed, crop_size, ignore_label, scale_range, flip, col
         ch, cw = h, w
     else:
         ch, cw = crop_size
+    if scale_range[0] == scale_range[1] == 1.0:
+        image, label = _crop_or_pad_at_random(image, label, seeds, h, w, ch, cw, ignore_label, flip)
+    else:
+        image, label = _scale_crop(image, label, seeds, h, w, ch, cw, ignore_label, scale_range, flip)
+    if crop_size is not None:
+        image, label = tf.ensure_shape(image, [ch, cw, 3]), tf.ensure_shape(label, [ch, cw])
+    if color_jitter:  # image only
+        image = tf.image.stateless_random_brightness(image, _BRIGHTNESS_DELTA, seeds[4])
+        image = tf.image.stateless_random_contrast(image, *_CONTRAST_RANGE, seed=seeds[5])
+        image = tf.clip_by_value(image, 0.0, 255.0)
+    return image, tf.cast(label, tf.int32)
+
+
+def _offset(size, crop, seed):
+    """A crop start drawn uniformly from the valid integers; negative = pad before."""
+    lo, hi = tf.minimum(0.0, size - crop), tf.maximum(0.0, size - crop)
+    return tf.floor(tf.random.stateless_uniform([], seed, lo, hi + 1.0 - 1e-4))
+
+
+def _crop_or_pad_at_random(image, label, seeds, h, w, ch, cw, ignore_label, flip):
+    """Scale 1 (full frames, the authors' setting): slices and pads only, no resampling."""
+    label = tf.cast(label, tf.int32)
+    h, w, ch, cw = (tf.cast(v, tf.float32) for v in (h, w, ch, cw))
+    oy = tf.cast(_offset(h, ch, seeds[1]), tf.int32)
+    ox = tf.cast(_offset(w, cw, seeds[2]), tf.int32)
+    ch, cw = tf.cast(ch, tf.int32), tf.cast(cw, tf.int32)
+    top, left = tf.maximum(oy, 0), tf.maximum(ox, 0)
+    image = image[top:top + ch, left:left + cw]
+    label = label[top:top + ch, left:left + cw]
+    pad_top, pad_left = tf.maximum(-oy, 0), tf.maximum(-ox, 0)
+    pad_bottom = ch - pad_top - tf.shape(image)[0]
+    pad_right = cw - pad_left - tf.shape(image)[1]
+    image = tf.pad(image, [[pad_top, pad_bottom], [pad_left, pad_right], [0, 0]])
+    label = tf.pad(label, [[pad_top, pad_bottom], [pad_left, pad_right]], constant_values=ignore_label)
+    if flip:
+        do_flip = tf.random.stateless_uniform([], seeds[3]) < 0.5
+        image = tf.cond(do_flip, lambda: tf.reverse(image, [1]), lambda: image)
+        label = tf.cond(do_flip, lambda: tf.reverse(label, [1]), lambda: label)
+    return image, label
+
+
+def _scale_crop(image, label, seeds, h, w, ch, cw, ignore_label, scale_range, flip):
     hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
     chf, cwf = tf.cast(ch, tf.float32), tf.cast(cw, tf.float32)
     scale = tf.random.stateless_uniform([], seeds[0], scale_range[0], scale_range[1])
     sh = tf.maximum(tf.round(hf * scale), 2.0)  # scaled image size
     sw = tf.maximum(tf.round(wf * scale), 2.0)
 
-    def offset(size, crop, s):  # crop start in the scaled image; negative = pad before
-        lo, hi = tf.minimum(0.0, size - crop), tf.maximum(0.0, size - crop)
-        return tf.floor(tf.random.stateless_uniform([], s, lo, hi + 1.0 - 1e-4))
-
-    oy, ox = offset(sh, chf, seeds[1]), offset(sw, cwf, seeds[2])
+    oy, ox = _offset(sh, chf, seeds[1]), _offset(sw, cwf, seeds[2])  # in the scaled image
     # crop_and_resize samples y_i = y1 * (H - 1) + i * (y2 - y1) * (H - 1) / (ch - 1).
     # We want y_i = (oy + i) * (H - 1) / (sh - 1).
     step_y, step_x = 1.0 / (sh - 1.0), 1.0 / (sw - 1.0)
@@ -101,11 +140,7 @@ def _augment(image, label, seed, crop_size, ignore_label, scale_range, flip, col
                                      extrapolation_value=0.0)[0]
     label = tf.image.crop_and_resize(label[None, :, :, None], boxes, [0], size, method="nearest",
                                      extrapolation_value=float(ignore_label))[0, :, :, 0]
-    if color_jitter:  # image only
-        image = tf.image.stateless_random_brightness(image, _BRIGHTNESS_DELTA, seeds[4])
-        image = tf.image.stateless_random_contrast(image, *_CONTRAST_RANGE, seed=seeds[5])
-        image = tf.clip_by_value(image, 0.0, 255.0)
-    return image, tf.cast(label, tf.int32)
+    return image, label
 
 
 def make_pipeline(source, batch_size, crop_size=(360, 480), training=True, label_downsample=1,

@@ -58,8 +58,8 @@ class RunRecorder(keras.callbacks.Callback):
 
     Keras' `CSVLogger` and `ModelCheckpoint` write in place, so a kill during a write leaves a
     broken file, and an epoch repeated after a crash would be logged twice. This callback keeps
-    one row per epoch, keyed by epoch number. Place it after `keras.callbacks.BackupAndRestore`,
-    which sets the epoch the run resumes at.
+    one row per epoch, keyed by epoch number. Place it before `keras.callbacks.BackupAndRestore`,
+    so that an epoch is recorded before it counts as done.
 
     Args:
         run_dir: str. Folder of the outputs.
@@ -84,8 +84,16 @@ class RunRecorder(keras.callbacks.Callback):
         return self.best is None or (value > self.best if self.mode == "max" else value < self.best)
 
     def on_train_begin(self, logs=None):
-        initial_epoch = getattr(self.model, "_initial_epoch", None) or 0
-        self.rows = [r for r in read_history(self.history_path) if int(r["epoch"]) < initial_epoch]
+        self.rows = read_history(self.history_path)
+        self._resumed = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._resumed:
+            return
+        # The first epoch of this call is where the run resumes: rows from later epochs belong
+        # to an epoch that did not finish its backup and runs again.
+        self._resumed = True
+        self.rows = [r for r in self.rows if int(r["epoch"]) < epoch]
         self.best = None
         for row in self.rows:
             if self._better(row.get(self.monitor)):

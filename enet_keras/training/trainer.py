@@ -21,7 +21,7 @@ from enet_keras.training.metrics import PixelAccuracy, mean_iou
 STAGES = ("encoder", "decoder", "both")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 # Fields of the configuration that may change when a run is resumed.
-_RESUMABLE_FIELDS = ("strategy", "verbose", "jit_compile", "stage", "encoder_weights")
+_RESUMABLE_FIELDS = ("strategy", "verbose", "jit_compile", "stage", "encoder_weights", "validation_freq")
 
 
 @dataclasses.dataclass
@@ -58,11 +58,15 @@ class TrainConfig:
     decoder_c: float = 1.02
     activation: str = "prelu"
     strategy: str = "default"
+    scale_range: tuple = (0.5, 2.0)
+    flip: bool = True
+    color_jitter: bool = True
     mixed_precision: bool = False
-    jit_compile: bool = True
+    jit_compile: bool = False
     seed: int = 0
     steps_per_epoch: int = None
     validation_steps: int = None
+    validation_freq: int = 1
     dataset_options: dict = dataclasses.field(default_factory=dict)
     verbose: int = 1
 
@@ -77,9 +81,14 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (value <= 0 or value % 8):
                 raise ValueError(f"--{name} must be a positive multiple of 8 (ENet downsamples by 8). Received: {value}")
-        for name in ("batch_size", "encoder_epochs", "decoder_epochs"):
-            if getattr(self, name) < (1 if name == "batch_size" else 0):
-                raise ValueError(f"--{name} must be positive. Received: {getattr(self, name)}")
+        for name, least in (("batch_size", 1), ("encoder_epochs", 0), ("decoder_epochs", 1), ("validation_freq", 1)):
+            if getattr(self, name) < least:
+                raise ValueError(f"--{name} must be >= {least}. Received: {getattr(self, name)}")
+        if self.stage == "encoder" and self.encoder_epochs == 0:
+            raise ValueError("--stage encoder needs --encoder_epochs >= 1 (0 means: no encoder stage)")
+        low, high = self.scale_range
+        if not 0 < low <= high:
+            raise ValueError(f"--scale_range must be LOW,HIGH with 0 < LOW <= HIGH. Received: {low},{high}")
 
 
 def _strategy(name):
@@ -113,14 +122,14 @@ def _write_dir(run_dir, strategy):
 
 
 def add_weight_decay(model, weight_decay):
-    """L2 on every convolution kernel, as Torch's and PyTorch's Adam `weight_decay` (the
-    authors' and PyTorch-ENet's): gradient += weight_decay * w, i.e. loss += wd/2 * |w|^2.
-    Keras' `Adam(weight_decay=...)` is decoupled (AdamW), a different recipe."""
+    """L2 on every trainable weight (kernels, biases, batch-norm scales and shifts, PReLU
+    slopes), as Torch's and PyTorch's Adam `weight_decay` in the authors' and PyTorch-ENet's
+    training: gradient += weight_decay * w, i.e. loss += wd/2 * |w|^2. Keras'
+    `Adam(weight_decay=...)` is decoupled (AdamW), a different recipe."""
     if weight_decay <= 0:
         return
-    for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
-            layer.kernel.regularizer = keras.regularizers.L2(weight_decay / 2)
+    for variable in model.trainable_weights:
+        variable.regularizer = keras.regularizers.L2(weight_decay / 2)
 
 
 def _steps(num_examples, batch_size, limit):
@@ -197,8 +206,12 @@ def train(config):
     val_source = data.get_source(config.dataset, "val", config.data_dir, **config.dataset_options)
     _check_num_classes(config, train_source)
     encoder_dir = _stage_dir(config.run_dir, "encoder")
-    encoder_best = config.encoder_weights or os.path.join(encoder_dir, "best.keras")
-    if config.stage == "decoder" and not os.path.exists(encoder_best):
+    # With --encoder_epochs 0 there is no encoder stage: the whole network starts from random
+    # weights (PyTorch-ENet's one-stage recipe) or from --encoder_weights.
+    encoder_best = config.encoder_weights or (
+        os.path.join(encoder_dir, "best.keras") if config.encoder_epochs else None
+    )
+    if config.stage == "decoder" and encoder_best is not None and not os.path.exists(encoder_best):
         raise ValueError(
             f"--stage decoder starts from trained encoder weights, but {encoder_best} does not exist. "
             "Train the encoder first (--stage encoder) or pass --encoder_weights PATH.keras"
@@ -215,6 +228,8 @@ def train(config):
 
     summary = {"run_dir": config.run_dir, "stages": {}}
     stages = ["encoder", "decoder"] if config.stage == "both" else [config.stage]
+    if config.encoder_epochs == 0:
+        stages = ["decoder"]
     for stage in stages:
         stage_dir = _stage_dir(out_dir, stage)
         if _done(stage_dir):
@@ -243,6 +258,7 @@ def _run_stage(config, stage, strategy, train_source, val_source, stage_dir, ini
     train_ds = data.make_pipeline(
         train_source, batch, (config.height, config.width), training=True, label_downsample=downsample,
         seed=config.seed, drop_remainder=config.strategy != "default",
+        scale_range=tuple(config.scale_range), flip=config.flip, color_jitter=config.color_jitter,
     )
     val_size = (config.val_height, config.val_width) if config.val_height and config.val_width else None
     val_ds = data.make_pipeline(val_source, batch, val_size, training=False, label_downsample=downsample)
@@ -290,14 +306,17 @@ def _run_stage(config, stage, strategy, train_source, val_source, stage_dir, ini
         # (keras-team/keras#20585); a strategy.run loop does the same work.
         _fit_multiworker(model, strategy, train_ds, val_ds, epochs, steps, recorder, config.verbose)
     else:
+        # The recorder writes an epoch's history, last and best models before BackupAndRestore
+        # marks the epoch done: a kill between the two repeats the epoch, never skips it.
         callbacks = [
-            keras.callbacks.BackupAndRestore(os.path.join(stage_dir, "backup"), double_checkpoint=True),
             recorder,
+            keras.callbacks.BackupAndRestore(os.path.join(stage_dir, "backup"), double_checkpoint=True),
             keras.callbacks.TensorBoard(os.path.join(stage_dir, "logs")),
         ]
         model.fit(
             train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=config.steps_per_epoch,
-            validation_steps=config.validation_steps, callbacks=callbacks, verbose=config.verbose,
+            validation_steps=config.validation_steps, validation_freq=config.validation_freq,
+            callbacks=callbacks, verbose=config.verbose,
         )
     atomic_write_json(os.path.join(stage_dir, "done.json"), {"epochs": epochs, "finished": time.time()})
 
@@ -326,6 +345,7 @@ def _fit_multiworker(model, strategy, train_ds, val_ds, epochs, steps, recorder,
     recorder.set_model(model)
     recorder.on_train_begin()
     for epoch in range(epochs):
+        recorder.on_epoch_begin(epoch)
         losses = []
         for index, (images, labels) in enumerate(distributed):
             if steps and index >= steps:
