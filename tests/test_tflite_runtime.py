@@ -6,7 +6,9 @@ model with ENet's contract (float [0, 255] or uint8 pixels in, per-pixel logits 
 """
 
 import json
+import os
 import pathlib
+import stat
 import subprocess
 import sys
 import textwrap
@@ -176,3 +178,187 @@ def test_runtime_files_list_only_the_three_dependencies():
         assert f"import {module}" not in source and f"from {module}" not in source
     requirements = (ROOT / "tflite" / "requirements.txt").read_text().split()
     assert [r.split(">")[0].split("=")[0].lower() for r in requirements] == ["numpy", "pillow", "ai-edge-litert"]
+
+
+# Wrong inputs: every one is one line `error: ...` naming the culprit, exit status 2, nothing written.
+
+PALETTE = [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
+
+
+@pytest.fixture(scope="module")
+def keras_file(tiny_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("keras") / "tiny.keras"
+    tiny_model.save(path)
+    return path
+
+
+def _write_png(path, height=HEIGHT, width=WIDTH):
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    """A folder with one good image and one of each broken input file."""
+    _write_png(tmp_path / "in.png")
+    (tmp_path / "empty.tflite").write_bytes(b"")
+    (tmp_path / "random.tflite").write_bytes(np.random.default_rng(4).bytes(2000))
+    (tmp_path / "text.png").write_text("not a picture\n")
+    png = _write_png(tmp_path / "truncated.png").read_bytes()
+    (tmp_path / "truncated.png").write_bytes(png[: len(png) // 2])
+    (tmp_path / "malformed.json").write_text("[[255, 0, 0], [0, 255")
+    (tmp_path / "dict.json").write_text(json.dumps({"road": [128, 64, 128]}))
+    (tmp_path / "pair.json").write_text(json.dumps([[255, 0], [0, 255, 0], [0, 0, 255]]))
+    (tmp_path / "range.json").write_text(json.dumps([[256, 0, 0], [0, 255, 0], [0, 0, 255]]))
+    (tmp_path / "short.json").write_text(json.dumps(PALETTE[:1]))
+    return tmp_path
+
+
+def _listing(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+# (argv, strings the one error line must contain); {model} is the fp32 model, {dir} the bad_files folder.
+BAD_CLI_INPUTS = {
+    "model_missing": (["{dir}/missing.tflite", "{dir}/in.png"], ["missing.tflite", "No TFLite model"]),
+    "model_folder": (["{dir}", "{dir}/in.png"], ["it is a folder", "expected a .tflite file"]),
+    "model_empty": (["{dir}/empty.tflite", "{dir}/in.png"], ["empty.tflite", "is empty"]),
+    "model_random_bytes": (["{dir}/random.tflite", "{dir}/in.png"], ["random.tflite", "not a .tflite model", "FlatBuffer"]),
+    "model_keras_zip": (["{keras}", "{dir}/in.png"], ["tiny.keras", "zip archive", "not a .tflite model"]),
+    "image_missing": (["{model}", "{dir}/missing.png"], ["No image at", "missing.png"]),
+    "image_text_as_png": (["{model}", "{dir}/text.png"], ["text.png", "not a readable image"]),
+    "image_truncated_png": (["{model}", "{dir}/truncated.png"], ["truncated.png", "not a readable image", "truncated"]),
+    "palette_missing": (["{model}", "{dir}/in.png", "--palette", "{dir}/missing.json"], ["missing.json", "--palette"]),
+    "palette_malformed_json": (["{model}", "{dir}/in.png", "--palette", "{dir}/malformed.json"], ["malformed.json", "--palette", "not valid JSON"]),
+    "palette_not_a_list": (["{model}", "{dir}/in.png", "--palette", "{dir}/dict.json"], ["dict.json", "--palette", "[r, g, b]", "dict"]),
+    "palette_entry_of_two": (["{model}", "{dir}/in.png", "--palette", "{dir}/pair.json"], ["pair.json", "entry 0", "[255, 0]"]),
+    "palette_value_256": (["{model}", "{dir}/in.png", "--palette", "{dir}/range.json"], ["range.json", "entry 0", "[0, 255]"]),
+    "palette_too_few_colours": (["{model}", "{dir}/in.png", "--palette", "{dir}/short.json"], ["short.json", "1 colour(s)", "3 classes"]),
+    "alpha_5": (["{model}", "{dir}/in.png", "--alpha", "5"], ["--alpha", "[0, 1]", "5.0"]),
+    "alpha_negative": (["{model}", "{dir}/in.png", "--alpha", "-0.5"], ["--alpha", "[0, 1]", "-0.5"]),
+    "alpha_nan": (["{model}", "{dir}/in.png", "--alpha", "nan"], ["--alpha", "[0, 1]", "nan"]),
+    "threads_0": (["{model}", "{dir}/in.png", "--threads", "0"], ["--threads", ">= 1", "0"]),
+    "runs_0": (["{model}", "--benchmark", "--runs", "0"], ["--runs", ">= 1"]),
+    "warmup_negative": (["{model}", "--benchmark", "--warmup", "-1"], ["--warmup", ">= 0", "-1"]),
+    "output_folder_missing": (["{model}", "{dir}/in.png", "--output", "{dir}/nowhere/out.png"], ["--output", "nowhere", "does not exist"]),
+    "class_map_folder_missing": (["{model}", "{dir}/in.png", "--class_map", "{dir}/nowhere/map.png"], ["--class_map", "nowhere", "does not exist"]),
+    "output_is_a_folder": (["{model}", "{dir}/in.png", "--output", "{dir}"], ["--output", "is a folder"]),
+    "no_image_nor_benchmark": (["{model}"], ["image", "--benchmark"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CLI_INPUTS)
+def test_cli_bad_input_is_one_line_and_writes_nothing(models, keras_file, bad_files, capsys, case):
+    argv, culprits = BAD_CLI_INPUTS[case]
+    values = {"model": models["fp32"], "keras": str(keras_file), "dir": str(bad_files)}
+    defaults = ["--output", "{dir}/out.png", "--class_map", "{dir}/map.png"]  # a case's own flags come later and win
+    before = _listing(bad_files)
+    status = enet_tflite.cli([a.format(**values) for a in defaults + argv])
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert status == 2 and len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    for culprit in culprits:
+        assert culprit in lines[0], (culprit, lines[0])
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert _listing(bad_files) == before
+
+
+def test_cli_usage_errors_are_one_line(models, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        enet_tflite.cli([models["fp32"], "in.png", "--alpha", "half"])
+    lines = capsys.readouterr().err.splitlines()
+    assert exit_info.value.code == 2 and len(lines) == 1
+    assert lines[0].startswith("error: argument --alpha: invalid float value: 'half'")
+
+
+def test_cli_script_exits_2_with_one_line_and_debug_shows_the_traceback(models, bad_files):
+    # The image is checked before the model loads, so LiteRT's own INFO line does not precede ours.
+    script = [sys.executable, str(ROOT / "tflite" / "enet_tflite.py"), models["fp32"], str(bad_files / "truncated.png")]
+    before = _listing(bad_files)
+    result = subprocess.run(script, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == "", result.stderr[-2000:]
+    assert result.stderr.splitlines() == [result.stderr.strip()] and result.stderr.startswith("error: ")
+    assert "truncated.png" in result.stderr and "Traceback" not in result.stderr
+    debug = subprocess.run(script + ["--debug"], capture_output=True, text=True, timeout=120)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "truncated.png" in debug.stderr
+    assert _listing(bad_files) == before
+
+
+def test_api_bad_models_raise_clear_errors(keras_file, bad_files, models):
+    for name, error, message in [
+        ("missing.tflite", FileNotFoundError, "No TFLite model at .*missing.tflite"),
+        ("empty.tflite", ValueError, "empty.tflite is empty"),
+        ("random.tflite", ValueError, "random.tflite is not a .tflite model"),
+    ]:
+        with pytest.raises(error, match=message):
+            enet_tflite.Segmenter(bad_files / name)
+    with pytest.raises(ValueError, match=r"tiny.keras is a zip archive \(a .keras model\?\), not a .tflite model"):
+        enet_tflite.Segmenter(keras_file)
+    with pytest.raises(ValueError, match=r"num_threads must be None or an integer >= 1. Received: num_threads=0"):
+        enet_tflite.Segmenter(models["fp32"], num_threads=0)
+
+
+def test_api_flatbuffer_litert_rejects_names_the_model(bad_files):
+    # Passes the identifier check but is not a model: LiteRT's own error, with the path added.
+    (bad_files / "fake.tflite").write_bytes(b"\x00\x00\x00\x00TFL3" + b"\x00" * 64)
+    with pytest.raises(ValueError, match="fake.tflite: LiteRT cannot load"):
+        enet_tflite.Segmenter(bad_files / "fake.tflite")
+
+
+def test_api_bad_images_and_palettes_raise_clear_errors(models, bad_files, image):
+    with pytest.raises(ValueError, match="text.png is not a readable image"):
+        enet_tflite.load_image(bad_files / "text.png")
+    with pytest.raises(ValueError, match="truncated.png is not a readable image"):
+        enet_tflite.load_image(bad_files / "truncated.png")
+    with pytest.raises(FileNotFoundError, match=r"missing.json \(--palette\)"):
+        enet_tflite.load_palette(bad_files / "missing.json", CLASSES)
+    with pytest.raises(ValueError, match=r"malformed.json \(--palette\) is not valid JSON"):
+        enet_tflite.load_palette(bad_files / "malformed.json", CLASSES)
+    assert enet_tflite.load_palette(bad_files / "short.json", 1) == [(255, 0, 0)]
+    segmenter = enet_tflite.Segmenter(models["fp32"])
+    class_map = segmenter.predict(image)
+    for palette, message in [
+        ("#ff0000", "Received: a str"),
+        ([[255, 0, 0], [0, 255, 0], 7], r"entry 2 is not \[r, g, b\].*Received: 7"),
+        ([[255, 0, 0], [0, 255, 0], [0, 0, 0.5]], r"entry 2 is not \[r, g, b\]"),
+        ([[255, 0, 0], [0, 255, 0], [0, 0, True]], r"entry 2 is not \[r, g, b\]"),
+        (PALETTE[:2], r"palette has 2 colour\(s\) but the model has 3 classes"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            segmenter.overlay(image, class_map, palette)
+    for alpha in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\]"):
+            segmenter.overlay(image, class_map, alpha=alpha)
+    np_palette = np.asarray(PALETTE, np.uint8)  # arrays and whole floats are fine
+    assert segmenter.overlay(image, class_map, np_palette).size == (WIDTH, HEIGHT)
+    assert segmenter.overlay(image, class_map, np_palette.astype(float), alpha=1.0).size == (WIDTH, HEIGHT)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_save_png_gives_the_usual_file_mode(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        path = enet_tflite.save_png(Image.new("RGB", (4, 4)), tmp_path / "out.png")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask
+    assert os.listdir(tmp_path) == ["out.png"]
+
+
+def test_save_png_writes_whole_or_not_at_all(tmp_path):
+    class Failing:
+        def save(self, f, format):
+            f.write(b"\x89PNG half")
+            raise OSError("disk full")
+
+    path = tmp_path / "out.png"
+    with pytest.raises(OSError, match="disk full"):
+        enet_tflite.save_png(Failing(), path)
+    assert os.listdir(tmp_path) == []
+    enet_tflite.save_png(Image.new("RGB", (4, 4)), path)
+    with pytest.raises(OSError, match="disk full"):
+        enet_tflite.save_png(Failing(), path)
+    assert os.listdir(tmp_path) == ["out.png"] and Image.open(path).size == (4, 4)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        enet_tflite.save_png(Image.new("RGB", (4, 4)), tmp_path / "nowhere" / "out.png")
+    assert not (tmp_path / "nowhere").exists()

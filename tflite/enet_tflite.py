@@ -17,14 +17,18 @@ Example:
     >>> segmenter = Segmenter("enet_int8.tflite", num_threads=2)
     >>> class_map = segmenter.predict(image)          # (H, W) uint8 class ids
     >>> segmenter.overlay(image, class_map).save("overlay.png")
+
+On the command line a wrong input (a missing or broken file, a flag out of range) ends the run
+with one line `error: ...` on stderr and exit status 2; `--debug` shows the traceback instead.
 """
 
 import argparse
 import json
+import numbers
 import os
+import secrets
 import statistics
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -32,6 +36,12 @@ from PIL import Image
 from ai_edge_litert.interpreter import Interpreter
 
 RESIZE_MODES = ("resize", "pad")
+# A TFLite model is a FlatBuffer whose file identifier (bytes 4-8) is "TFL3"; LiteRT's verifier
+# checks it too, so checking it first only gives a clearer message.
+TFLITE_IDENTIFIER = b"TFL3"
+# Exceptions that a wrong input raises (missing or unreadable files, bad values); the command line
+# turns them into one line on stderr instead of a traceback.
+USER_ERRORS = (OSError, ValueError)
 
 
 def default_palette(num_classes):
@@ -61,22 +71,29 @@ class Segmenter:
 
     Args:
         model_path: str. The `.tflite` file.
-        num_threads: int or None. CPU threads for LiteRT; None keeps LiteRT's default.
+        num_threads: int or None. CPU threads for LiteRT (>= 1); None keeps LiteRT's default.
             Defaults to None.
 
     Raises:
-        FileNotFoundError: if `model_path` does not exist.
-        ValueError: if the model is not an image segmenter with input (1, H, W, 3) and output
-            (1, H', W', num_classes).
+        FileNotFoundError: if `model_path` does not exist or is a folder.
+        ValueError: if `num_threads` is below 1, if the file is empty or not a `.tflite` model
+            (a `.keras` zip, random bytes) or LiteRT cannot load it, or if the model is not an
+            image segmenter with input (1, H, W, 3) and output (1, H', W', num_classes).
     """
 
     def __init__(self, model_path, num_threads=None):
         model_path = os.fspath(model_path)
-        if not os.path.isfile(model_path):
-            raise FileNotFoundError(f"No TFLite model at {model_path}")
+        if num_threads is not None and (
+            isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral) or num_threads < 1
+        ):
+            raise ValueError(f"num_threads must be None or an integer >= 1. Received: num_threads={num_threads!r}")
+        _check_model_file(model_path)
         self.model_path = model_path
-        self.interpreter = Interpreter(model_path=model_path, num_threads=num_threads)
-        self.interpreter.allocate_tensors()
+        try:
+            self.interpreter = Interpreter(model_path=model_path, num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise ValueError(f"{model_path}: LiteRT cannot load this .tflite model: {_one_line(error)}") from error
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ValueError(f"{model_path}: expected one input and one output. Received: {len(inputs)} inputs, {len(outputs)} outputs")
@@ -235,11 +252,17 @@ class Segmenter:
             image: the RGB image segmented (PIL or array).
             class_map: (H, W) class ids, as from `predict`.
             palette: list of (r, g, b) per class, or None for `default_palette`. Defaults to None.
-            alpha: float. Weight of the class colours. Defaults to 0.5.
+            alpha: float. Weight of the class colours, in [0, 1]. Defaults to 0.5.
 
         Returns:
             An RGB PIL image.
+
+        Raises:
+            ValueError: if `alpha` is outside [0, 1] or the palette is not at least
+                `num_classes` (r, g, b) colours in [0, 255].
         """
+        if not 0 <= alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1]. Received: alpha={alpha}")
         pixels = self._pixels(image)
         rgb = Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8), "RGB")
         return Image.blend(rgb, self.colorize(class_map, palette), alpha)
@@ -283,14 +306,107 @@ def _resize(pixels, height, width):
     return np.stack(channels, axis=-1)
 
 
-def _check_palette(palette, num_classes):
-    palette = default_palette(num_classes) if palette is None else [tuple(int(v) for v in c) for c in palette]
-    if len(palette) < num_classes or any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in palette):
+def _one_line(error):
+    """An exception's message on one line (LiteRT's messages can span several)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _check_model_file(path):
+    """Raises a clear error unless `path` is a file that starts like a TFLite FlatBuffer."""
+    if os.path.isdir(path):
+        raise FileNotFoundError(f"No TFLite model at {path}: it is a folder; expected a .tflite file")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No TFLite model at {path}")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head:
+        raise ValueError(f"{path} is empty (0 bytes); expected a .tflite model (a TFLite FlatBuffer)")
+    if head.startswith(b"PK\x03\x04"):
         raise ValueError(
-            f"palette must hold at least {num_classes} (r, g, b) colours with values in [0, 255]. "
-            f"Received: {len(palette)} entries"
+            f"{path} is a zip archive (a .keras model?), not a .tflite model; export a TFLite "
+            "FlatBuffer with tools/export.py"
         )
-    return palette
+    if head.startswith(b"\x89HDF"):
+        raise ValueError(
+            f"{path} is an HDF5 file (an .h5 Keras model?), not a .tflite model; export a TFLite "
+            "FlatBuffer with tools/export.py"
+        )
+    if head[4:8] != TFLITE_IDENTIFIER:
+        raise ValueError(
+            f"{path} is not a .tflite model: not a TFLite FlatBuffer (expected the identifier "
+            f"{TFLITE_IDENTIFIER!r} at bytes 4-8. Received: {head[4:8]!r})"
+        )
+
+
+def _check_palette(palette, num_classes, source="palette"):
+    """Checks a palette and returns it as a list of (r, g, b) int tuples.
+
+    Args:
+        palette: list of (r, g, b) per class, or None for `default_palette(num_classes)`.
+        num_classes: int. The least number of colours needed.
+        source: str. What to call the palette in messages (a file and flag on the command line).
+            Defaults to `"palette"`.
+
+    Raises:
+        ValueError: if `palette` is not a list of [r, g, b] with whole numbers in [0, 255], or
+            has fewer than `num_classes` colours.
+    """
+    if palette is None:
+        return default_palette(num_classes)
+    expected = "expected a list of [r, g, b] per class with whole numbers in [0, 255]"
+    if isinstance(palette, (str, bytes, dict)) or not isinstance(palette, (list, tuple, np.ndarray)):
+        raise ValueError(f"{source}: {expected}. Received: a {type(palette).__name__}")
+    colors = []
+    for index, color in enumerate(palette):
+        if not (
+            isinstance(color, (list, tuple, np.ndarray))
+            and len(color) == 3
+            and all(_is_channel(v) for v in color)
+        ):
+            raise ValueError(f"{source}: entry {index} is not [r, g, b]; {expected}. Received: {color!r}")
+        colors.append(tuple(int(v) for v in color))
+    if len(colors) < num_classes:
+        raise ValueError(
+            f"{source} has {len(colors)} colour(s) but the model has {num_classes} classes; expected "
+            f"at least {num_classes} [r, g, b] entries"
+        )
+    return colors
+
+
+def _is_channel(value):
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and float(value).is_integer()
+        and 0 <= value <= 255
+    )
+
+
+def load_palette(path, num_classes=None):
+    """Reads a palette JSON file: a list of [r, g, b] per class, as `tools/export.py` writes.
+
+    Args:
+        path: str. The JSON file.
+        num_classes: int or None. The model's classes; the palette needs at least as many
+            colours. None skips that check (`Segmenter.overlay` makes it). Defaults to None.
+
+    Returns:
+        A list of (r, g, b) int tuples.
+
+    Raises:
+        FileNotFoundError: if `path` does not exist.
+        ValueError: if the file is not JSON, not a list of [r, g, b] in [0, 255], or too short.
+    """
+    path = os.fspath(path)
+    source = f"{path} (--palette)"
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No palette file at {path} (--palette); expected a JSON list of [r, g, b] per class")
+    try:
+        with open(path, encoding="utf-8") as f:
+            palette = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{source} is not valid JSON ({error}); expected a list of [r, g, b] per class") from error
+    return _check_palette(palette, num_classes or 0, source)
 
 
 def load_image(path, convert_rgb=False):
@@ -302,34 +418,81 @@ def load_image(path, convert_rgb=False):
             Defaults to False.
 
     Raises:
-        FileNotFoundError: if `path` does not exist.
-        ValueError: if the image is not RGB and `convert_rgb` is False.
+        FileNotFoundError: if `path` does not exist or is a folder.
+        ValueError: if the file is not an image Pillow can read (not an image, truncated), or
+            the image is not RGB and `convert_rgb` is False.
     """
+    path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"No image at {path}")
-    with Image.open(path) as image:
-        if image.mode != "RGB" and not convert_rgb:
-            raise ValueError(
-                f"{path} is a {image.mode!r} image, not RGB; pass --convert_rgb to convert it "
-                "(convert_rgb=True)"
-            )
-        return image.convert("RGB")
+        raise FileNotFoundError(f"No image at {path}" + (": it is a folder" if os.path.isdir(path) else ""))
+    try:
+        with Image.open(path) as image:
+            if image.mode != "RGB" and not convert_rgb:
+                raise ValueError(
+                    f"{path} is a {image.mode!r} image, not RGB; pass --convert_rgb to convert it "
+                    "(convert_rgb=True)"
+                )
+            return image.convert("RGB")  # decodes the pixels: a truncated file fails here
+    except (OSError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
+        # Pillow raises UnidentifiedImageError (an OSError) for a file that is not an image,
+        # OSError or SyntaxError for a truncated or corrupt one.
+        raise ValueError(
+            f"{path} is not a readable image ({_one_line(error)}); expected an RGB PNG or JPEG"
+        ) from error
 
 
 def save_png(image, path):
-    """Saves a PIL image as PNG atomically (temporary file in the same folder, then rename)."""
+    """Saves a PIL image as PNG, whole or not at all.
+
+    The PNG is written to a temporary file in the same folder, flushed to disk, then renamed over
+    `path`, so `path` never holds half a file. The file gets the usual mode (0o666 less the umask),
+    as `open(path, "wb")` would give it.
+
+    Args:
+        image: PIL image.
+        path: str. Where to write; its folder must exist.
+
+    Returns:
+        `path`.
+
+    Raises:
+        FileNotFoundError: if the folder of `path` does not exist.
+        IsADirectoryError: if `path` is a folder.
+    """
+    path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"Cannot write {path}: the folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"Cannot write {path}: it is a folder; expected a file name")
+    tmp, fd = _create_temporary(folder, os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:
             image.save(f, format="PNG")
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     return path
+
+
+def _create_temporary(folder, name):
+    """Creates a new hidden file beside `name` and returns (path, descriptor).
+
+    Not `tempfile.mkstemp`: that creates files of mode 0o600, which the rename would keep; `os.open`
+    with mode 0o666 lets the umask decide, as for any new file.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return tmp, os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"Cannot create a temporary file for {name} in {folder}")
 
 
 def format_table(rows):
@@ -346,24 +509,78 @@ def _cell(value):
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Segment an image, or benchmark, with an ENet .tflite (LiteRT only).")
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr like every other error (exit status 2)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def _parser():
+    parser = _Parser(description="Segment an image, or benchmark, with an ENet .tflite (LiteRT only).")
     parser.add_argument("model", help="The .tflite model. (default: required)")
     parser.add_argument("image", nargs="?", help="An RGB image to segment. (default: none; needed unless --benchmark)")
-    parser.add_argument("--output", help="Overlay PNG to write. (default: <image name>_overlay.png beside the image)")
+    parser.add_argument("--output", help="Overlay PNG to write; its folder must exist. (default: <image name>_overlay.png beside the image)")
     parser.add_argument("--class_map", help="Also write the class ids as a greyscale PNG here. (default: not written)")
     parser.add_argument("--palette", help="JSON file with a list of [r, g, b] per class. (default: the PASCAL VOC colour map)")
-    parser.add_argument("--alpha", type=float, default=0.5, help="Weight of the class colours in the overlay. (default: 0.5)")
+    parser.add_argument("--alpha", type=float, default=0.5, help="Weight of the class colours in the overlay, in [0, 1]. (default: 0.5)")
     parser.add_argument("--resize_mode", choices=RESIZE_MODES, default="resize",
                         help="Fit the image to the model by bilinear resizing or by zero padding. (default: resize)")
     parser.add_argument("--convert_rgb", action="store_true",
                         help="Convert greyscale, palette or RGBA images to RGB instead of failing. (default: off)")
-    parser.add_argument("--threads", type=int, default=None, help="LiteRT CPU threads. (default: LiteRT's default)")
+    parser.add_argument("--threads", type=int, default=None, help="LiteRT CPU threads, >= 1. (default: LiteRT's default)")
     parser.add_argument("--benchmark", action="store_true", help="Time the model instead of segmenting. (default: off)")
-    parser.add_argument("--runs", type=int, default=20, help="Timed runs for --benchmark. (default: 20)")
-    parser.add_argument("--warmup", type=int, default=3, help="Untimed runs before timing. (default: 3)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--runs", type=int, default=20, help="Timed runs for --benchmark, >= 1. (default: 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="Untimed runs before timing, >= 0. (default: 3)")
+    parser.add_argument("--debug", action="store_true",
+                        help="On an error, show the traceback instead of one line. (default: off)")
+    return parser
 
+
+def _check_args(args):
+    """Checks the flags before any file is read, naming the flag at fault."""
+    if not 0 <= args.alpha <= 1:
+        raise ValueError(f"--alpha must be in [0, 1]. Received: --alpha {args.alpha}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1 (or left out for LiteRT's default). Received: --threads {args.threads}")
+    if args.runs < 1:
+        raise ValueError(f"--runs must be >= 1. Received: --runs {args.runs}")
+    if args.warmup < 0:
+        raise ValueError(f"--warmup must be >= 0. Received: --warmup {args.warmup}")
+    if args.benchmark:
+        return
+    if not args.image:
+        raise ValueError("expected an image to segment, or --benchmark. Received: neither")
+    for flag, path in (("--output", args.output), ("--class_map", args.class_map)):
+        if path is None:
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"{flag} {path}: the folder {folder} does not exist; create it first")
+        if os.path.isdir(path):
+            raise ValueError(f"{flag} {path} is a folder; expected the name of a PNG file to write")
+
+
+def main(argv=None):
+    """Segments an image or benchmarks a model; see `--help`.
+
+    Raises the errors of `Segmenter`, `load_image`, `load_palette` and `save_png` (and
+    `ValueError` for a flag out of range); `cli` turns them into one line on stderr.
+
+    Returns:
+        The class map, or the benchmark's result with `--benchmark`.
+    """
+    args = _parser().parse_args(argv)
+    return _run(args)
+
+
+def _run(args):
+    # Everything that can be checked without the model is checked first: loading it makes LiteRT
+    # print an INFO line on stderr, which would come before our one-line error.
+    _check_args(args)
+    if not args.benchmark:
+        image = load_image(args.image, args.convert_rgb)
+        palette = load_palette(args.palette) if args.palette else None
     segmenter = Segmenter(args.model, num_threads=args.threads)
     if args.benchmark:
         result = segmenter.benchmark(args.runs, args.warmup)
@@ -379,13 +596,8 @@ def main(argv=None):
         }
         print(format_table([row]))
         return result
-    if not args.image:
-        parser.error("give an image to segment, or --benchmark")
-    palette = None
-    if args.palette:
-        with open(args.palette) as f:
-            palette = json.load(f)
-    image = load_image(args.image, args.convert_rgb)
+    if palette is not None:
+        palette = _check_palette(palette, segmenter.num_classes, f"{args.palette} (--palette)")
     class_map = segmenter.predict(image, args.resize_mode)
     output = args.output or os.path.splitext(args.image)[0] + "_overlay.png"
     save_png(segmenter.overlay(image, class_map, palette, args.alpha), output)
@@ -400,8 +612,23 @@ def main(argv=None):
     return class_map
 
 
-if __name__ == "__main__":
+def cli(argv=None):
+    """The command line: `main`, with a wrong input reported as one line instead of a traceback.
+
+    Returns:
+        The exit status: 0, or 2 after printing `error: ...` to stderr (as argparse does for a
+        usage error). With `--debug` the exception propagates with its traceback.
+    """
+    args = _parser().parse_args(argv)
     try:
-        main()
-    except (FileNotFoundError, ValueError) as error:
-        sys.exit(f"error: {error}")
+        _run(args)
+    except USER_ERRORS as error:
+        if args.debug:
+            raise
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
