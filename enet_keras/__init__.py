@@ -1,5 +1,9 @@
 """enet_keras: ENet (Paszke et al. 2016) for real-time semantic segmentation in Keras 3."""
 
+from enet_keras import _tf_logs
+
+_tf_logs.import_tensorflow()  # before Keras loads it: honours TF_CPP_MIN_LOG_LEVEL from the first line
+
 from enet_keras.layers import ChannelPadding, MaximumPReLU, MaxPoolingWithArgmax2D, MaxUnpooling2D
 from enet_keras.model import ENet, transfer_weights
 

@@ -1,7 +1,9 @@
-"""Argument types shared by the command-line tools in `tools/`."""
+"""Arguments and the error handling shared by the command-line tools in `tools/`."""
 
 import argparse
 import json
+import sys
+import traceback
 
 
 def key_value(text):
@@ -36,3 +38,57 @@ def add_switch(parser, name, default, help):
     group = parser.add_mutually_exclusive_group()
     group.add_argument(f"--{name}", dest=name, action="store_true", default=default, help=help)
     group.add_argument(f"--no_{name}", dest=name, action="store_false", help=f"Turn --{name} off")
+
+
+def add_data_args(parser, default="camvid", needed_for=None):
+    """Adds `--dataset` (a name from the data registry), `--data_dir` and `--dataset_option`.
+
+    Args:
+        parser: `argparse.ArgumentParser`.
+        default: str or None. Default of `--dataset`. Defaults to `"camvid"`.
+        needed_for: str or None. With a None default, what the data is for (shown in the help).
+    """
+    from enet_keras.data import SOURCE_NAMES
+
+    shown = default if default is not None else f"none; needed for {needed_for}"
+    parser.add_argument("--dataset", default=default, choices=SOURCE_NAMES,
+                        help=f"Data source (default: {shown})")
+    parser.add_argument("--data_dir", default=None,
+                        help="Folder of the dataset; not needed for synthetic (default: none)")
+    parser.add_argument("--dataset_option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                        help="Option of the data source, repeatable, JSON values, e.g. num_examples=20 or "
+                             "invalid_labels=ignore (default: none)")
+
+
+def get_source(args, split):
+    """The `split` of the source that `add_data_args` flags name."""
+    from enet_keras import data
+
+    return data.get_source(args.dataset, split, args.data_dir, **dict(args.dataset_option))
+
+
+# What a user can cause: a bad flag value, a missing or unreadable file, a wrong model.
+USER_ERRORS = (ValueError, OSError, RuntimeError)
+
+
+def add_debug_flag(parser):
+    parser.add_argument("--debug", action="store_true",
+                        help="Show the full traceback of an error (default: one line)")
+
+
+def run(main, argv=None):
+    """Runs a tool's `main(argv)` and exits: status 0 on success; a user error (see
+    `USER_ERRORS`) prints one line `error: ...` and exits with status 2, or its traceback
+    with `--debug`."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        main(argv)
+    except USER_ERRORS as error:
+        if "--debug" in argv:
+            traceback.print_exc()
+        else:
+            print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(0)

@@ -368,7 +368,7 @@ def load_predictor(model_path, num_threads=None):
 # Evaluation.
 
 
-def evaluate(model, source, batch_size=4, limit=None, verbose=1, reference=None):
+def evaluate(model, source, batch_size=4, limit=None, verbose=1, reference=None, examples=0):
     """Scores a model on a data source: confusion matrix and the paper's metrics.
 
     Images are evaluated at their own size (padded to a multiple of 8 for the model and cropped
@@ -385,11 +385,14 @@ def evaluate(model, source, batch_size=4, limit=None, verbose=1, reference=None)
         reference: str, `Predictor` or None. Another model (say the fp32 one, for an int8
             model) run on the same images; the result then holds `agreement`, the fraction of
             pixels where both predict the same class. Defaults to None.
+        examples: int. Keep the first `examples` images with their labels and predictions
+            (for `visualize.examples_grid`). Defaults to 0.
 
     Returns:
         A dict: the `segmentation_metrics` entries plus `confusion_matrix` (nested lists),
         `class_names`, `num_images`, `model`, `runtime`, `dataset`, `split`, `ignore_label`
-        (and `agreement`, `reference` with a reference).
+        (and `agreement`, `reference` with a reference; `examples`, a list of (image, label,
+        prediction) numpy arrays, when asked for).
 
     Raises:
         FileNotFoundError: if the model file does not exist.
@@ -438,10 +441,12 @@ def evaluate(model, source, batch_size=4, limit=None, verbose=1, reference=None)
     progress = keras.utils.Progbar(total, unit_name="image", verbose=verbose) if verbose else None
     confusion = np.zeros((num_classes, num_classes), np.int64)
     seen = same = pixels = 0
+    kept = []
     for images, labels in dataset:
-        images = np.asarray(images).astype(np.uint8)
+        images, labels = np.asarray(images).astype(np.uint8), np.asarray(labels)
         predictions = predictor.predict(images)
-        confusion += confusion_matrix(np.asarray(labels), predictions, num_classes, ignore)
+        confusion += confusion_matrix(labels, predictions, num_classes, ignore)
+        kept += list(zip(images, labels, predictions))[: max(0, examples - len(kept))]
         if reference is not None:
             same += int((reference.predict(images) == predictions).sum())
             pixels += predictions.size
@@ -461,6 +466,8 @@ def evaluate(model, source, batch_size=4, limit=None, verbose=1, reference=None)
     )
     if reference is not None:
         results.update(agreement=same / max(pixels, 1), reference=reference.path)
+    if examples:
+        results["examples"] = kept
     return results
 
 

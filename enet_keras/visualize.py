@@ -180,34 +180,79 @@ def side_by_side(image, overlaid, legend=None):
     >>> side_by_side(img, img, [("road", (128, 64, 128))]).size[0]
     128
     """
-    from PIL import Image, ImageDraw, ImageFont
-
     image, overlaid = np.asarray(image, np.uint8), np.asarray(overlaid, np.uint8)
     if image.shape != overlaid.shape:
         raise ValueError(f"image and overlay must have equal shapes. Received: {image.shape}, {overlaid.shape}")
-    height, width = image.shape[:2]
+    return grid([[image, overlaid]], legend)
+
+
+def grid(rows, legend=None, titles=None):
+    """Tiles equally sized RGB images in rows, with column titles above and a legend below.
+
+    Args:
+        rows: list of lists of uint8 arrays (H, W, 3), all of one shape.
+        legend: sequence of (name, (r, g, b)) or None. Defaults to None (no legend).
+        titles: sequence of str, one per column, or None. Defaults to None.
+
+    Returns:
+        A `PIL.Image.Image` (RGB).
+
+    Example:
+
+    >>> img = np.zeros((32, 48, 3), np.uint8)
+    >>> grid([[img, img, img]] * 2, titles=["input", "truth", "prediction"]).size[0]
+    144
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    height, width = np.asarray(rows[0][0]).shape[:2]
+    columns = max(len(row) for row in rows)
+    total_width = columns * width
     legend = list(legend or [])
     font = ImageFont.load_default()
-    row, swatch, pad = 14, 10, 4
+    line, swatch, pad = 14, 10, 4
     # Lay out legend entries left to right, wrapping at the canvas width.
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     positions, x, y = [], pad, pad
     for name, _ in legend:
         entry = swatch + 4 + int(probe.textlength(str(name), font=font)) + 12
-        if x + entry > 2 * width and x > pad:
-            x, y = pad, y + row
+        if x + entry > total_width and x > pad:
+            x, y = pad, y + line
         positions.append((x, y))
         x += entry
-    legend_height = (y + row + pad) if legend else 0
-    canvas = Image.new("RGB", (2 * width, height + legend_height), (255, 255, 255))
-    canvas.paste(Image.fromarray(image), (0, 0))
-    canvas.paste(Image.fromarray(overlaid), (width, 0))
+    top = line + pad if titles else 0
+    legend_height = (y + line + pad) if legend else 0
+    canvas = Image.new("RGB", (total_width, top + len(rows) * height + legend_height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
+    for column, title in enumerate(titles or []):
+        draw.text((column * width + pad, pad // 2), str(title), fill=(0, 0, 0), font=font)
+    for r, row in enumerate(rows):
+        for c, tile in enumerate(row):
+            tile = np.asarray(tile, np.uint8)
+            if tile.shape != (height, width, 3):
+                raise ValueError(f"grid needs ({height}, {width}, 3) images. Received: {tile.shape} at row {r}, column {c}")
+            canvas.paste(Image.fromarray(tile), (c * width, top + r * height))
+    bottom = top + len(rows) * height
     for (name, colour), (x, y) in zip(legend, positions):
-        top = height + y
-        draw.rectangle([x, top + 2, x + swatch, top + 2 + swatch], fill=tuple(colour), outline=(0, 0, 0))
-        draw.text((x + swatch + 4, top), str(name), fill=(0, 0, 0), font=font)
+        draw.rectangle([x, bottom + y + 2, x + swatch, bottom + y + 2 + swatch], fill=tuple(colour), outline=(0, 0, 0))
+        draw.text((x + swatch + 4, bottom + y), str(name), fill=(0, 0, 0), font=font)
     return canvas
+
+
+def examples_grid(examples, palette, class_names):
+    """Rows of input | ground truth | prediction, with a legend: how a model segments a few
+    images of a split. Ignored label pixels are black in the truth column.
+
+    Args:
+        examples: list of (image uint8 (H, W, 3), label (H, W), prediction (H, W)).
+        palette: sequence of (r, g, b), one per class.
+        class_names: sequence of str, one per class.
+
+    Returns:
+        A `PIL.Image.Image` (RGB).
+    """
+    rows = [[image, colorize(label, palette), colorize(prediction, palette)] for image, label, prediction in examples]
+    return grid(rows, list(zip(class_names, palette)), titles=["input", "ground truth", "prediction"])
 
 
 def png_bytes(image):

@@ -241,9 +241,9 @@ def test_convert_tfrecord_tool(tmp_path):
         if action.help and action.dest != "help":
             assert re.search(r"\(default: [^)]*\)\.?$", action.help), action.help
     out = tmp_path / "out"
-    assert tool.main(["--source", "synthetic", "--splits", "train", "val", "--out_dir", str(out),
+    assert tool.main(["--dataset", "synthetic", "--splits", "train", "val", "--output_dir", str(out),
                       "--num_shards", "2", "--dataset_option", "num_examples=3", "--dataset_option", "height=16",
-                      "--dataset_option", "width=24", "--no_progress"]) == 0
+                      "--dataset_option", "width=24", "--no_progress"])[0]["split"] == "train"
     val = data.get_source("tfrecord", "val", data_dir=out)
     assert val.num_examples == 3 and val.class_names == data.SYNTHETIC_CLASSES
     meta = json.loads((out / "metadata.json").read_text())

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import keras
 import pytest
+from PIL import Image
 
 from enet_keras import ENet, data, evaluation, inference
 from enet_keras.export import tflite
@@ -138,14 +139,18 @@ def test_fold_batch_norm_equal_outputs():
 def test_evaluate_keras_and_tflite_identical(models, source, tmp_path, capsys):
     out = tmp_path / "keras_eval.json"
     keras_results = evaluate_tool.main([
-        "--model", models["keras"], "--dataset", "synthetic", "--num_examples", "4",
-        "--image_size", "64", "64", "--batch_size", "2", "--output", str(out),
+        "--model", models["keras"], "--dataset", "synthetic", "--dataset_option", "num_examples=4",
+        "--dataset_option", "height=64", "--dataset_option", "width=64", "--batch_size", "2",
+        "--examples", "2", "--output", str(out),
     ])
     printed = capsys.readouterr().out
     assert "mIoU" in printed and "class-average accuracy" in printed and "sky" in printed
     written = json.loads(out.read_text())
     assert written["mean_iou"] == pytest.approx(keras_results["mean_iou"])
     assert os.path.getsize(tmp_path / "keras_eval_confusion.png") > 0
+    with Image.open(tmp_path / "keras_eval_examples.png") as panel:  # 2 rows of input | truth | prediction
+        assert panel.size[0] == 3 * 64 and panel.size[1] > 2 * 64
+    assert "examples" not in written
     confusion = np.array(written["confusion_matrix"])
     assert confusion.shape == (8, 8)
     # The synthetic labels hold ignore pixels; they are not counted.
@@ -202,7 +207,7 @@ def test_evaluate_errors(tmp_path, source):
     with pytest.raises(FileNotFoundError, match="nothing.keras"):
         evaluation.evaluate(str(missing), source, verbose=0)
     with pytest.raises(FileNotFoundError, match="nothing.keras"):
-        evaluate_tool.main(["--model", str(missing), "--dataset", "synthetic", "--num_examples", "4"])
+        evaluate_tool.main(["--model", str(missing), "--dataset", "synthetic", "--dataset_option", "num_examples=4"])
     wrong = tmp_path / "three.keras"
     ENet(3).save(wrong)
     with pytest.raises(ValueError, match=r"three.keras predicts 3 classes but the dataset 'synthetic' \(val\) has 8"):

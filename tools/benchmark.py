@@ -11,11 +11,15 @@ writes benchmark.md, benchmark.csv and benchmark_config.json there. All logic li
 `enet_keras.benchmark`.
 """
 
-import argparse
 import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads; 0 shows its C++ log lines
+
+import argparse
 import shlex
 import sys
 
+from enet_keras import cli
 from enet_keras.cli import comma_list
 
 FORMATS = ("keras", "keras_xla", "savedmodel", "tflite_fp32", "tflite_fp16", "tflite_int8", "onnx")
@@ -64,6 +68,7 @@ def build_parser():
                              "(default: none, print only)")
     parser.add_argument("--keep_exports", action="store_true",
                         help="Keep the exported models in <output_dir>/exports. (default: False)")
+    cli.add_debug_flag(parser)
     return parser
 
 
@@ -123,4 +128,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

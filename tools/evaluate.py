@@ -1,38 +1,43 @@
 """Evaluate a trained ENet (.keras, SavedModel folder, .tflite or .onnx) on a dataset split.
 
-    python tools/evaluate.py --model runs/camvid/best.keras --dataset camvid --data_dir ../shared/data/camvid --split val
-
 Prints per-class IoU and accuracy, mIoU, pixel accuracy and class-average accuracy (the
 paper's "class avg."), ignoring the dataset's ignore label, and writes:
     <output>.json                   the metrics, confusion matrix and the resolved configuration
     <output stem>_confusion.png     the row-normalised confusion matrix
+    <output stem>_examples.png      input | ground truth | prediction for the first --examples images
 --output defaults to `<model>_<dataset>_<split>_eval.json` next to the model.
+
+Example:
+    python tools/evaluate.py --model runs/camvid/best.keras --dataset camvid --data_dir ../shared/data/camvid
+    python tools/evaluate.py --model export/enet_int8.tflite --reference export/enet_fp32.tflite \\
+        --dataset camvid --data_dir ../shared/data/camvid     # also the int8 model's agreement with fp32
 """
 
-import argparse
 import os
-import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads; 0 shows its C++ log lines
+
+import argparse
+
+from enet_keras import cli
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True,
-                        help="Model to evaluate: a .keras file, a SavedModel folder, a .tflite or a .onnx file. (default: required)")
-    parser.add_argument("--dataset", default="camvid",
-                        help="Data source name, as enet_keras.data.get_source takes. (default: camvid)")
-    parser.add_argument("--data_dir", default=None, help="Folder of the dataset. (default: None, the source's own default)")
-    parser.add_argument("--split", default="val", choices=("train", "val", "test"), help="Split to evaluate. (default: val)")
-    parser.add_argument("--batch_size", type=int, default=4, help="Images per batch (TFLite runs one at a time). (default: 4)")
+                        help="Model to evaluate: a .keras file, a SavedModel folder, a .tflite or a .onnx file (required)")
+    cli.add_data_args(parser)
+    parser.add_argument("--split", default="val", choices=("train", "val", "test"), help="Split to evaluate (default: val)")
+    parser.add_argument("--batch_size", type=int, default=4, help="Images per batch; TFLite runs one at a time (default: 4)")
     parser.add_argument("--reference", default=None,
                         help="Another model run on the same images (e.g. the fp32 one for an int8 model); "
-                             "reports the share of pixels where both predict the same class. (default: None)")
-    parser.add_argument("--limit", type=int, default=None, help="Evaluate only the first N images. (default: None, all)")
+                             "reports the share of pixels where both predict the same class (default: none)")
+    parser.add_argument("--limit", type=int, default=None, help="Evaluate only the first N images (default: all)")
+    parser.add_argument("--examples", type=int, default=4,
+                        help="Images drawn in <output stem>_examples.png; 0 for none (default: 4)")
     parser.add_argument("--output", default=None,
-                        help="JSON file for the results. (default: <model>_<dataset>_<split>_eval.json next to the model)")
-    parser.add_argument("--num_examples", type=int, default=None,
-                        help="Only for --dataset synthetic: number of images. (default: None, the source's default)")
-    parser.add_argument("--image_size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
-                        help="Only for --dataset synthetic: image height and width. (default: None, the source's default)")
+                        help="JSON file for the results (default: <model>_<dataset>_<split>_eval.json next to the model)")
+    cli.add_debug_flag(parser)
     return parser
 
 
@@ -44,32 +49,37 @@ def default_output(model, dataset, split):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    from enet_keras import data, evaluation, visualize
-    from enet_keras.files import atomic_write_json
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for flag, least in (("batch_size", 1), ("limit", 1), ("examples", 0)):
+        value = getattr(args, flag)
+        if value is not None and value < least:
+            parser.error(f"--{flag} must be >= {least}. Received: {value}")
+    from enet_keras import evaluation, visualize
+    from enet_keras.files import atomic_write_bytes, atomic_write_json
 
-    options = {}
-    if args.num_examples is not None:
-        options["num_examples"] = args.num_examples
-    if args.image_size is not None:
-        options["height"], options["width"] = args.image_size
-    source = data.get_source(args.dataset, args.split, args.data_dir, **options)
+    source = cli.get_source(args, args.split)
     results = evaluation.evaluate(args.model, source, batch_size=args.batch_size, limit=args.limit,
-                                 reference=args.reference)
+                                  reference=args.reference, examples=args.examples)
     print(evaluation.format_results(results))
 
     output = args.output or default_output(args.model, args.dataset, args.split)
-    png = os.path.splitext(output)[0] + "_confusion.png"
+    stem = os.path.splitext(output)[0]
+    written = [output, f"{stem}_confusion.png"]
     visualize.plot_confusion_matrix(
-        results["confusion_matrix"], results["class_names"], png,
+        results["confusion_matrix"], results["class_names"], written[1],
         title=f"{os.path.basename(os.path.normpath(args.model))} on {args.dataset} {args.split}",
     )
+    examples = results.pop("examples", None)
+    if examples:
+        written.append(f"{stem}_examples.png")
+        panel = visualize.examples_grid(examples, source.palette, source.class_names)
+        atomic_write_bytes(written[2], visualize.png_bytes(panel))
     results["config"] = vars(args)
-    results["confusion_png"] = png
     atomic_write_json(output, evaluation.json_ready(results))
-    print(f"Wrote {output} and {png}")
+    print("Wrote " + ", ".join(written))
     return results
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() is not None else 1)
+    cli.run(main)

@@ -11,12 +11,15 @@ Writes into --output_dir:
     export_config.json, export_summary.json
 """
 
-import argparse
 import os
-import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads; 0 shows its C++ log lines
+
+import argparse
 import time
 
-from enet_keras.cli import comma_list, key_value
+from enet_keras import cli
+from enet_keras.cli import comma_list
 
 FORMATS = ("savedmodel", "tflite_fp32", "tflite_fp16", "tflite_int8", "onnx", "tftrt")
 DEFAULT_FORMATS = ("savedmodel", "tflite_fp32", "tflite_fp16", "tflite_int8", "onnx")
@@ -30,12 +33,7 @@ def build_parser():
                         help=f"Comma-separated formats from {','.join(FORMATS)}. (default: {','.join(DEFAULT_FORMATS)})")
     parser.add_argument("--height", type=int, default=360, help="Input height of the TFLite and ONNX models, a multiple of 8. (default: 360)")
     parser.add_argument("--width", type=int, default=480, help="Input width of the TFLite and ONNX models, a multiple of 8. (default: 480)")
-    parser.add_argument("--dataset", default=None,
-                        help="Data source of the training images for int8 calibration and serving warm-up "
-                             "(synthetic, camvid, cityscapes, tfds, folder, tfrecord). (default: none; needed for int8)")
-    parser.add_argument("--data_dir", default=None, help="Folder of the dataset. (default: the source's own default)")
-    parser.add_argument("--dataset_option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                        help="Extra option of the data source, e.g. num_classes=12 for folder (JSON values). (default: none)")
+    cli.add_data_args(parser, default=None, needed_for="int8: training images calibrate it")
     parser.add_argument("--num_calibration_images", type=int, default=100,
                         help="Training images used to calibrate int8 models. (default: 100)")
     parser.add_argument("--model_name", default="enet", help="Model name in TF-Serving and file name prefix. (default: enet)")
@@ -43,6 +41,7 @@ def build_parser():
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset. (default: 17)")
     parser.add_argument("--tftrt_precision", choices=("FP32", "FP16", "INT8"), default="FP16",
                         help="Precision of the TF-TRT conversion. (default: FP16)")
+    cli.add_debug_flag(parser)
     return parser
 
 
@@ -57,7 +56,6 @@ def _check_args(parser, args):
     if needs_data and not args.dataset:
         parser.error("int8 export calibrates on training images: give --dataset (and --data_dir), "
                      "or leave tflite_int8 out of --formats")
-    args.dataset_options = dict(args.dataset_option)
     if not os.path.isfile(args.model):
         raise FileNotFoundError(f"--model: no model file at {args.model}")
 
@@ -83,9 +81,7 @@ def main(argv=None):
 
     images, source = None, None
     if args.dataset:
-        from enet_keras import data
-
-        source = data.get_source(args.dataset, "train", data_dir=args.data_dir, **args.dataset_options)
+        source = cli.get_source(args, "train")
         print(f"Reading up to {args.num_calibration_images} {args.dataset} training images at {args.height}x{args.width}")
         images = export.calibration_images(source, args.height, args.width, args.num_calibration_images)
         config.update(class_names=list(source.class_names), calibration_images=len(images))
@@ -136,8 +132,10 @@ def _size(path):
 
 
 def _print_summary(args, written, serving_dir):
-    rows = [("format", "size (MB)", "path")] + [(w["format"], f"{w['size_MB']:.2f}", w["path"]) for w in written]
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    rows = [("format", "size (MB)", "seconds", "path")] + [
+        (w["format"], f"{w['size_MB']:.2f}", f"{w['seconds']:.0f}", w["path"]) for w in written
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
     print(f"\nExported {args.model} at {args.height}x{args.width} (TFLite, ONNX; the SavedModel takes any size):")
     for i, row in enumerate(rows):
         print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)))
@@ -152,7 +150,4 @@ def _print_summary(args, written, serving_dir):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        sys.exit(f"error: {error}")
+    cli.run(main)

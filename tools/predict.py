@@ -10,9 +10,13 @@ Writes into --output_dir, per image (or video frame `<video>_frame000123`):
 Videos (.mp4, .avi, .mov, .mkv) need opencv-python (pip install opencv-python-headless).
 """
 
-import argparse
 import os
-import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads; 0 shows its C++ log lines
+
+import argparse
+
+from enet_keras import cli
 
 
 def build_parser():
@@ -25,13 +29,17 @@ def build_parser():
                         help="camvid, cityscapes, default (VOC colour map) or the path of a palette JSON file. (default: default)")
     parser.add_argument("--alpha", type=float, default=0.5, help="Opacity of the class colours in the overlay. (default: 0.5)")
     parser.add_argument("--every", type=int, default=1, help="For videos: segment every N-th frame. (default: 1)")
+    cli.add_debug_flag(parser)
     return parser
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.every < 1:
-        raise ValueError(f"--every must be >= 1. Received: --every {args.every}")
+        parser.error(f"--every must be >= 1. Received: --every {args.every}")
+    if not 0.0 <= args.alpha <= 1.0:
+        parser.error(f"--alpha must be in [0, 1]. Received: --alpha {args.alpha}")
     from enet_keras import evaluation, inference, visualize
     from enet_keras.files import atomic_write_json
 
@@ -47,4 +55,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() is not None else 1)
+    cli.run(main)

@@ -2,7 +2,7 @@
 
 All logic is in enet_keras.training.qat (see its docstring for the tf_keras twin design).
 Experimental: on the CamVid weights the converted QAT model is still less accurate than
-post-training int8 (README, "Quantization-aware training").
+post-training int8 (docs/int8.md, "Quantization-aware training").
 
 Example:
     python tools/qat.py --model runs/camvid/best.keras --dataset camvid --data_dir ../shared/data/camvid \\
@@ -11,21 +11,20 @@ Example:
         --data_dir ../shared/data/camvid
 """
 
-import argparse
 import os
-import sys
 
-from enet_keras.cli import key_value
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads; 0 shows its C++ log lines
+
+import argparse
+
+from enet_keras import cli
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="Trained float model, a .keras file. (required)")
     parser.add_argument("--output", required=True, help="The int8 .tflite file to write. (required)")
-    parser.add_argument("--dataset", default="synthetic", help="Training data source. (default: synthetic)")
-    parser.add_argument("--data_dir", default=None, help="Folder of the dataset. (default: the source's own)")
-    parser.add_argument("--dataset_option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                        help="Option of the data source, repeatable. (default: none)")
+    cli.add_data_args(parser, default="synthetic")
     parser.add_argument("--epochs", type=int, default=4, help="Fine-tuning epochs. (default: 4)")
     parser.add_argument("--batch_size", type=int, default=10, help="Batch size. (default: 10)")
     parser.add_argument("--learning_rate", type=float, default=1e-4,
@@ -37,10 +36,12 @@ def build_parser():
     parser.add_argument("--export_width", type=int, default=480, help="Width of the exported model. (default: 480)")
     parser.add_argument("--class_weighting", choices=("enet", "median", "none"), default="enet",
                         help="Class weights of the loss, as in training. (default: enet)")
-    parser.add_argument("--c", type=float, default=1.02, help="c of the ENet weights 1/ln(c+p). (default: 1.02)")
+    parser.add_argument("--class_weight_c", type=float, default=1.02,
+                        help="c of the ENet class weights 1/ln(c+p), as --decoder_c in training. (default: 1.02)")
     parser.add_argument("--num_calibration_images", type=int, default=100,
                         help="Training images calibrating the tensors QAT has no ranges for. (default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="Random seed. (default: 0)")
+    cli.add_debug_flag(parser)
     return parser
 
 
@@ -63,7 +64,7 @@ def main(argv=None):
         args.model, args.dataset, args.output, data_dir=args.data_dir, dataset_options=dict(args.dataset_option),
         crop_size=(args.height, args.width), export_size=(args.export_height, args.export_width),
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        steps_per_epoch=args.steps_per_epoch, class_weighting=args.class_weighting, c=args.c,
+        steps_per_epoch=args.steps_per_epoch, class_weighting=args.class_weighting, c=args.class_weight_c,
         num_calibration_images=args.num_calibration_images, seed=args.seed,
     )
     summary_path = os.path.splitext(args.output)[0] + "_qat.json"
@@ -74,7 +75,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError, RuntimeError, ImportError) as error:
-        sys.exit(f"error: {error}")
+    cli.run(main)

@@ -1,14 +1,24 @@
-"""Train ENet in two stages (encoder, then the full network). All logic is in enet_keras.training.
+"""Train ENet: the encoder on 1/8 labels, then the whole network (the paper's two stages), or
+the whole network alone (--encoder_epochs 0, the camvid preset). Rerun the same command to
+resume after any stop. All logic is in enet_keras.training.
+
+Writes into --run_dir: config.json, best.keras (the best validation mIoU), summary.json, and per
+stage (encoder/, decoder/) history.csv, curves.png, best.keras, last.keras and TensorBoard logs/.
 
 Example:
     python tools/train.py --dataset camvid --data_dir ../shared/data/camvid --run_dir runs/camvid
 """
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads; 0 shows its C++ log lines
 
 import argparse
 import dataclasses
 import math
 import sys
 
+from enet_keras import cli
 from enet_keras.cli import add_switch, key_value
 
 # Per-dataset defaults a user gets without flags. The synthetic set is the README's main job:
@@ -61,7 +71,7 @@ def build_parser():
         ("encoder_epochs", int, "Epochs of the encoder stage"),
         ("decoder_epochs", int, "Epochs of the full-network stage"),
         ("learning_rate", float, "Adam's initial learning rate (poly decay to 0)"),
-        ("weight_decay", float, "L2 weight decay on convolution kernels"),
+        ("weight_decay", float, "L2 weight decay on every parameter (coupled, as Torch's Adam)"),
         ("encoder_c", float, "c of the class weights 1/ln(c+p), encoder stage"),
         ("decoder_c", float, "c of the class weights 1/ln(c+p), decoder stage"),
         ("seed", int, "Random seed"),
@@ -84,7 +94,10 @@ def build_parser():
     add_switch(p, "jit_compile", d.jit_compile, "XLA; faster on some CPUs and GPUs, slower on others (default: off)")
     p.add_argument("--dataset_option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="Extra option of the data source, e.g. num_examples=100 (JSON values) (default: none)")
-    p.add_argument("--verbose", type=int, default=1, help="Keras verbosity: 0, 1 or 2 (default: 1)")
+    p.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2),
+                   help="Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch "
+                        "(default: 1 in a terminal, else 2)")
+    cli.add_debug_flag(p)
     return p
 
 
@@ -92,6 +105,7 @@ def config_from_args(args):
     from enet_keras.training import TrainConfig
 
     values = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name != "dataset_options"}
+    values["verbose"] = 1 if sys.stdout.isatty() else 2
     dataset_options = {}
     preset = DATASET_DEFAULTS.get(args.dataset, {})
     values.update({k: v for k, v in preset.items() if k != "dataset_options"})
@@ -114,11 +128,12 @@ def main(argv=None):
     for stage, info in summary["stages"].items():
         miou = info["best_val_mean_iou"]
         shown = "n/a" if math.isnan(miou) else f"{miou:.3f}"
-        print(f"  {stage:8s} {info['epochs']:3d} epochs, best val mIoU {shown}, in {info['dir']}")
+        print(f"  {stage:8s} {info['epochs']:3d} epochs, best val mIoU {shown}, "
+              f"curves {os.path.join(info['dir'], 'curves.png')}")
     if "best_model" in summary:
         print(f"  best model: {summary['best_model']}")
     return summary
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    cli.run(main)

@@ -13,6 +13,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 
+from enet_keras import _tf_logs
 from enet_keras.files import atomic_write_bytes
 from enet_keras.layers import MaximumPReLU
 
@@ -118,7 +119,11 @@ def convert_builtin_only(converter):
     interactive = keras.config.is_interactive_logging_enabled()
     keras.config.disable_interactive_logging()
     try:
-        flatbuffer = converter.convert()
+        # int8: the converter warns that input statistics are missing, though post-training
+        # calibration provides them, and its quantizer prints a debug line of its flags.
+        with warnings.catch_warnings(), _tf_logs.filtered_stderr(drop=(r"fully_quantize: ",)):
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+            flatbuffer = converter.convert()
     finally:
         if interactive:
             keras.config.enable_interactive_logging()

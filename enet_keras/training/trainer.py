@@ -84,6 +84,17 @@ class TrainConfig:
         for name, least in (("batch_size", 1), ("encoder_epochs", 0), ("decoder_epochs", 1), ("validation_freq", 1)):
             if getattr(self, name) < least:
                 raise ValueError(f"--{name} must be >= {least}. Received: {getattr(self, name)}")
+        for name in ("steps_per_epoch", "validation_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be >= 1, or left out for the whole split. Received: {value}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"--learning_rate must be > 0. Received: {self.learning_rate}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"--weight_decay must be >= 0. Received: {self.weight_decay}")
+        for name in ("encoder_c", "decoder_c"):
+            if self.class_weighting == "enet" and not getattr(self, name) > 1:
+                raise ValueError(f"--{name} must be > 1 (weights are 1/ln(c + p)). Received: {getattr(self, name)}")
         if self.stage == "encoder" and self.encoder_epochs == 0:
             raise ValueError("--stage encoder needs --encoder_epochs >= 1 (0 means: no encoder stage)")
         low, high = self.scale_range
@@ -316,7 +327,7 @@ def _run_stage(config, stage, strategy, train_source, val_source, stage_dir, ini
         model.fit(
             train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=config.steps_per_epoch,
             validation_steps=config.validation_steps, validation_freq=config.validation_freq,
-            callbacks=callbacks, verbose=config.verbose,
+            callbacks=callbacks, verbose=config.verbose, shuffle=False,  # the pipeline shuffles
         )
     atomic_write_json(os.path.join(stage_dir, "done.json"), {"epochs": epochs, "finished": time.time()})
 
