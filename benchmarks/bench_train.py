@@ -20,7 +20,8 @@ from pathlib import Path
 import keras
 
 from enet_keras import ENet, data
-from enet_keras.training import PixelAccuracy, WeightedSparseCategoricalCrossentropy, mean_iou
+from enet_keras.losses import WeightedSparseCategoricalCrossentropy
+from enet_keras.metrics import PixelAccuracy, mean_iou
 
 _DEFAULT_CAMVID = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
 

@@ -340,14 +340,16 @@ def benchmark(
             image = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
 
             def add(fmt, runtime, precision, n_threads, size, fn, note="", delegation=None):
-                # `fn()` builds the runner (inside the try, so a failing runtime is a row) and
-                # returns the function timed.
+                # `fn()` builds the runner and `delegation()` reads XNNPACK's share, both inside
+                # the try, so a model the runtime cannot load is a failed row, not a crash.
                 if verbose:
                     print(f"{resolution} {fmt} {n_threads} threads ...", file=sys.stderr, flush=True)
                 try:
                     median, fastest, slowest = time_ms(fn(), runs, warmup)
+                    delegation = delegation() if delegation else None
                 except Exception as error:  # noqa: BLE001 - a failing runtime is a row, not a crash
                     median = fastest = slowest = math.nan
+                    delegation = None
                     note = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
                 row = {
                     "device": device, "runtime": runtime, "format": fmt, "precision": precision,
@@ -393,7 +395,7 @@ def benchmark(
                         continue
                     for n in threads:
                         add(fmt, litert, precision, n, _size_mb(path), lambda path=path, n=n: _tflite_runner(path, n), note,
-                            xnnpack_delegation(path, n))
+                            lambda path=path, n=n: xnnpack_delegation(path, n))
                 elif fmt == "onnx":
                     path = work / f"enet_{resolution}.onnx"
                     try:

@@ -6,6 +6,18 @@ import sys
 import traceback
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """`argparse.ArgumentParser` whose usage errors are one line, `error: ... (see --help)`,
+    with exit status 2, like the tools' other user errors."""
+
+    def __init__(self, description=None, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(description=description, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def key_value(text):
     """argparse type of `--dataset_option KEY=VALUE`: returns `(key, value)`, the value parsed as
     JSON when it can be (`num_examples=20` gives the int 20), else kept as a string."""
@@ -67,8 +79,23 @@ def get_source(args, split):
     return data.get_source(args.dataset, split, args.data_dir, **dict(args.dataset_option))
 
 
-# What a user can cause: a bad flag value, a missing or unreadable file, a wrong model.
+# What a user can cause: a bad flag value, a missing or unreadable file, a wrong model. Bad data
+# found inside a tf.data pipeline (a corrupt image, a label value out of range) arrives as
+# TensorFlow's InvalidArgumentError.
 USER_ERRORS = (ValueError, OSError, RuntimeError)
+
+
+def _user_message(error):
+    """The one-line message of a user error, or None for anything else (a bug)."""
+    if isinstance(error, USER_ERRORS):
+        message = str(error)
+    elif type(error).__name__ == "InvalidArgumentError" and type(error).__module__.startswith("tensorflow"):
+        # Drop TensorFlow's graph context ("[[{{node ...}}]]", "Op:...") after the message.
+        message = error.message.split("\n\t [[")[0].split(" [Op:")[0]
+        message = message.replace("assertion failed: ", "")
+    else:
+        return None
+    return " ".join(message.split()) or type(error).__name__
 
 
 def add_debug_flag(parser):
@@ -79,15 +106,18 @@ def add_debug_flag(parser):
 def run(main, argv=None):
     """Runs a tool's `main(argv)` and exits: status 0 on success; a user error (see
     `USER_ERRORS`) prints one line `error: ...` and exits with status 2, or its traceback
-    with `--debug`."""
+    with `--debug`; anything else is a bug and shows its traceback."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         main(argv)
-    except USER_ERRORS as error:
+    except Exception as error:  # noqa: BLE001 - user errors become one line, the rest raises
+        message = _user_message(error)
+        if message is None:
+            raise
         if "--debug" in argv:
             traceback.print_exc()
         else:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -191,14 +191,14 @@ class KerasPredictor(Predictor):
     def __init__(self, path_or_model):
         import keras
 
-        import enet_keras  # noqa: F401  (registers the custom layers)
         from enet_keras.inference import fold_batch_norm
+        from enet_keras.model import load_model
 
         if isinstance(path_or_model, keras.Model):
             model, self.path = path_or_model, path_or_model.name
         else:
             self.path = os.fspath(path_or_model)
-            model = keras.saving.load_model(self.path, compile=False)
+            model = load_model(self.path)
         self.model = fold_batch_norm(model)
         self.num_classes = int(self.model.output_shape[-1])
         self.input_size = _fixed_size(self.model.input_shape)

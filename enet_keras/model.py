@@ -2,6 +2,7 @@
 Real-Time Semantic Segmentation", arXiv 1606.02147), Table 1, as a Keras 3 functional model."""
 
 import os
+import zipfile
 
 import keras
 
@@ -195,3 +196,45 @@ def transfer_weights(source, target, skip=()):
         destination.set_weights(layer.get_weights())
         copied.append(layer.name)
     return copied
+
+
+def load_model(path, flag="--model", compile=False):
+    """Loads a trained `.keras` ENet in Keras' safe mode (a file with a Lambda layer is refused
+    without running its code), with errors that name the file and say what is wrong with it.
+
+    Args:
+        path: str or PathLike. A `.keras` file.
+        flag: str. The command-line flag the path came from, named in errors. Defaults to
+            `"--model"`.
+        compile: bool. Restore the loss, metrics and optimizer too. Defaults to False.
+
+    Returns:
+        The `keras.Model`.
+
+    Raises:
+        FileNotFoundError: if there is no file at `path`.
+        ValueError: if the file is not a complete `.keras` archive or Keras cannot load it.
+
+    Example:
+
+    >>> ENet(num_classes=3).save("/tmp/enet3.keras")
+    >>> load_model("/tmp/enet3.keras").output_shape
+    (None, None, None, 3)
+    """
+    import enet_keras  # noqa: F401  (registers the custom layers, loss and metrics)
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{flag}: no model file at {path}")
+    if os.path.isdir(path):
+        raise ValueError(f"{flag}: {path} is a folder; expected a .keras file")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{flag}: {path} is empty; expected a .keras file")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{flag}: {path} is not a .keras file (a .keras file is a zip archive; this one is "
+                         "truncated or another format)")
+    try:
+        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except Exception as error:  # noqa: BLE001 - whatever Keras raises, name the file
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{flag}: cannot load {path} as an ENet .keras model: {first}") from error

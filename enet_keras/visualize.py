@@ -1,5 +1,5 @@
 """Drawing segmentations: palettes, colour maps, overlays, side-by-side views with a legend,
-and confusion-matrix plots (matplotlib, Agg backend: no display needed)."""
+and confusion-matrix plots (matplotlib figures drawn with Agg: no display needed)."""
 
 import io
 import json
@@ -281,9 +281,7 @@ def plot_confusion_matrix(confusion, class_names, path, title=None):
     Raises:
         ValueError: if the matrix is not (C, C) with C class names.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
+    # A bare Figure draws with Agg and leaves pyplot's backend (a notebook's) alone.
     from matplotlib.figure import Figure
 
     confusion = np.asarray(confusion, np.float64)

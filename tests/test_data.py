@@ -464,3 +464,46 @@ def test_empty_or_missing_folder_is_named(tmp_path):
         data.get_source("folder", "val", data_dir=tmp_path, num_classes=2)
     with pytest.raises(ValueError, match="num_classes"):
         data.get_source("folder", "train", data_dir=tmp_path)
+
+
+def test_evaluation_batches_images_of_different_sizes(tmp_path):
+    # Validation and evaluate() batch a split at its own size: a folder of mixed sizes once crashed.
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {"a": (30, 44), "b": (40, 56), "c": (16, 16)}.items():
+        _png(tmp_path / "val" / "images" / f"{name}.png", rng.integers(0, 256, (h, w, 3)))
+        _png(tmp_path / "val" / "masks" / f"{name}.png", np.full((h, w), 1))
+    src = data.get_source("folder", "val", data_dir=tmp_path, num_classes=3)
+    batches = list(data.make_pipeline(src, 2, None, training=False, pad_to_multiple=8))
+    assert [tuple(i.shape) for i, _ in batches] == [(2, 40, 56, 3), (1, 16, 16, 3)]
+    images, labels = batches[0]
+    assert (labels[0, :30, :44].numpy() == 1).all() and (labels[0, 30:].numpy() == 255).all()
+    assert (images[0, 30:].numpy() == 0).all()
+    _, small = next(iter(data.make_pipeline(src, 2, None, training=False, pad_to_multiple=8, label_downsample=8)))
+    assert small.shape == (2, 5, 7)  # labels of the padded images, downsampled
+    assert [tuple(i.shape) for i, _ in data.make_pipeline(src, 3, None, training=False)] == [(3, 40, 56, 3)]
+
+
+def test_fixed_scale_crops_and_pads_by_slicing(tmp_path):
+    src = _aligned_source(tmp_path, n=4, h=48, w=64)
+    originals = {img[..., 1].tobytes(): (img, lab) for img, lab in
+                 ((i.numpy(), l.numpy()) for i, l in src.dataset())}
+    ds = data.make_pipeline(src, 4, crop_size=(56, 40), seed=3, scale_range=(1.0, 1.0), color_jitter=False)
+    for images, labels in ds:
+        for image, label in zip(images.numpy(), labels.numpy()):
+            # 56 > 48: 8 rows of padding (label 255, image 0); 40 < 64: a window of the columns.
+            valid = label != 255
+            rows = np.flatnonzero(valid.any(axis=1))
+            assert len(rows) == 48 and (image[~valid.any(axis=1)] == 0).all()
+            found = False
+            for original, original_label in originals.values():
+                for flipped_image, flipped_label in ((original, original_label), (original[:, ::-1], original_label[:, ::-1])):
+                    for left in range(64 - 40 + 1):
+                        if np.array_equal(image[rows], flipped_image[:, left:left + 40]):
+                            np.testing.assert_array_equal(label[rows], flipped_label[:, left:left + 40])
+                            found = True
+                            break
+                    if found:
+                        break
+                if found:
+                    break
+            assert found, "the crop is not a window of a source image"

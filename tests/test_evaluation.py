@@ -12,6 +12,7 @@ from PIL import Image
 
 from enet_keras import ENet, data, evaluation, inference
 from enet_keras.export import tflite
+from helpers import assert_same_confusion_up_to_near_ties
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
 import evaluate as evaluate_tool  # noqa: E402
@@ -158,9 +159,8 @@ def test_evaluate_keras_and_tflite_identical(models, source, tmp_path, capsys):
     assert confusion.sum() == np.sum(labels != source.ignore_label) < labels.size
 
     tflite_results = evaluation.evaluate(models["tflite"], source, batch_size=2, verbose=0)
-    np.testing.assert_array_equal(tflite_results["confusion_matrix"], keras_results["confusion_matrix"])
-    for key in ("mean_iou", "pixel_accuracy", "class_average_accuracy"):
-        assert tflite_results[key] == keras_results[key]
+    assert_same_confusion_up_to_near_ties(tflite_results["confusion_matrix"], keras_results["confusion_matrix"],
+                                          models["model"], source)
 
     # Agreement with a reference: identical predictions agree everywhere; an untrained model
     # with other weights does not.
@@ -181,15 +181,13 @@ def test_evaluate_saved_model_identical(models, source):
     from enet_keras.export import saved_model
 
     base = models["folder"] / "serving"
-    try:
-        saved_model.export_saved_model(models["model"], str(base), warmup_images=np.zeros((1, SIZE, SIZE, 3), np.uint8))
-    except Exception as error:  # saved_model.py is another engineer's work in progress
-        pytest.skip(f"export_saved_model failed, not this module's code: {type(error).__name__}: {error}")
+    saved_model.export_saved_model(models["model"], str(base), warmup_images=np.zeros((1, SIZE, SIZE, 3), np.uint8))
     keras_results = evaluation.evaluate(models["keras"], source, batch_size=2, verbose=0)
     for path in (base / "enet" / "1", base / "enet"):  # the version folder or the folder of versions
         results = evaluation.evaluate(str(path), source, batch_size=2, verbose=0)
         assert results["runtime"] == "SavedModel"
-        np.testing.assert_array_equal(results["confusion_matrix"], keras_results["confusion_matrix"])
+        assert_same_confusion_up_to_near_ties(results["confusion_matrix"], keras_results["confusion_matrix"],
+                                              models["model"], source)
 
 
 def test_predictor_pads_dynamic_sizes(models):

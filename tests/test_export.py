@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from enet_keras import ENet, export
 from enet_keras.export import saved_model, tflite
+from helpers import near_ties
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tflite"))
@@ -85,9 +86,8 @@ def agreement(a, b):
 
 
 def clear_margin(logits, eps=1e-4):
-    """Pixels whose two best logits differ by more than eps (argmax is not a near-tie)."""
-    top2 = np.sort(logits, axis=-1)[..., -2:]
-    return (top2[..., 1] - top2[..., 0]) > eps
+    """Pixels whose argmax is not a near-tie."""
+    return ~near_ties(logits, eps)
 
 
 # --- tools/export.py ---------------------------------------------------------------------------

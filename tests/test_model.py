@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import keras
@@ -134,3 +137,46 @@ def test_tflite_builtins_only_and_agrees_with_keras():
     actual = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     expected = model(images, training=False).numpy()
     assert np.abs(actual - expected).max() < 1e-4 * np.abs(expected).max()
+
+
+def test_loss_and_metric_saved_before_they_moved_still_load():
+    # Until they moved beside the model, they lived in enet_keras.training; .keras files saved then
+    # name that module. The registered names are what loading goes by.
+    from enet_keras import PixelAccuracy, WeightedSparseCategoricalCrossentropy
+
+    for obj, old in ((WeightedSparseCategoricalCrossentropy([1.0, 2.0], 255), "enet_keras.training.losses"),
+                     (PixelAccuracy(11), "enet_keras.training.metrics")):
+        config = keras.saving.serialize_keras_object(obj)
+        assert config["registered_name"] == f"enet_keras>{type(obj).__name__}"
+        config["module"] = old
+        assert type(keras.saving.deserialize_keras_object(config)) is type(obj)
+
+
+def test_import_is_light():
+    code = "import enet_keras, sys; print(sorted(m for m in sys.modules if m.startswith('enet_keras')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    modules = eval(loaded.stdout.strip().splitlines()[-1])
+    heavy = [m for m in modules if m.split(".")[1:2] and m.split(".")[1] in ("data", "training", "export", "evaluation",
+                                                                              "inference", "benchmark", "visualize")]
+    assert "enet_keras.model" in modules and heavy == []
+    assert "tensorflow_model_optimization" not in loaded.stdout
+
+
+def test_load_model_names_the_file_and_what_is_wrong(tmp_path):
+    from enet_keras import load_model
+
+    with pytest.raises(FileNotFoundError, match=r"--model: no model file at .*missing.keras"):
+        load_model(tmp_path / "missing.keras")
+    empty = tmp_path / "empty.keras"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty.keras is empty"):
+        load_model(empty)
+    good = tmp_path / "good.keras"
+    ENet(num_classes=3).save(good)
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"--encoder_weights: .*truncated.keras is not a .keras file .*truncated"):
+        load_model(truncated, flag="--encoder_weights")
+    with pytest.raises(ValueError, match="is a folder"):
+        load_model(tmp_path)
+    assert load_model(good).output_shape[-1] == 3

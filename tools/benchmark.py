@@ -1,5 +1,6 @@
 """Benchmark ENet on CPU: GFLOPs, file sizes and batch-1 latency of every export format.
 
+Example:
     python tools/benchmark.py --output_dir runs/benchmark
     python tools/benchmark.py --model runs/camvid/best.keras --sizes 360x480 --formats keras,tflite_int8,onnx
 
@@ -47,7 +48,7 @@ def _parse_sizes(text):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     parser.add_argument("--num_classes", type=int, default=11,
                         help="Classes of the untrained ENet benchmarked when --model is not given. (default: 11)")
     parser.add_argument("--model", default=None,
@@ -97,10 +98,11 @@ def main(argv=None):
 
     import keras
     from enet_keras import ENet
+    from enet_keras.model import load_model
     from enet_keras.files import atomic_write_bytes, atomic_write_json
 
     if args.model:
-        model = keras.saving.load_model(args.model)
+        model = load_model(args.model)
         description = f"{args.model} ({int(model.output_shape[-1])} classes)"
     else:
         keras.utils.set_random_seed(0)

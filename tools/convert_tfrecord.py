@@ -13,14 +13,12 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads; 0 shows its C++ log lines
 
-import argparse
-
 from enet_keras import cli
 
 
 def build_parser():
     """The argument parser of the converter."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(__doc__)
     cli.add_data_args(p, default=None, needed_for="every conversion")
     p.add_argument("--splits", nargs="+", default=["train", "val"],
                    choices=["train", "val", "test"], help="Splits to convert (default: train val)")

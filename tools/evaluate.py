@@ -17,13 +17,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads; 0 shows its C++ log lines
 
-import argparse
-
 from enet_keras import cli
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     parser.add_argument("--model", required=True,
                         help="Model to evaluate: a .keras file, a SavedModel folder, a .tflite or a .onnx file (required)")
     cli.add_data_args(parser)

@@ -1,6 +1,8 @@
 """Export a trained ENet to TF-Serving SavedModel, TFLite (fp32, fp16, int8), ONNX and TF-TRT.
 
-    python tools/export.py --model runs/synthetic/best.keras --output_dir runs/synthetic/export --dataset synthetic
+Example:
+    python tools/export.py --model runs/camvid/best.keras --output_dir runs/camvid/export \
+        --dataset camvid --data_dir ../shared/data/camvid
 
 Writes into --output_dir:
     serving/<model_name>/<version>/   SavedModel for TF-Serving (uint8 `images` -> `class_ids`, `probabilities`)
@@ -9,24 +11,21 @@ Writes into --output_dir:
     tftrt_<precision>/                TF-TRT SavedModel (only with --formats ...,tftrt and a TensorRT build)
     palette.json                      the dataset's class colours (for tflite/enet_tflite.py --palette)
     export_config.json, export_summary.json
+The folder is written as one unit: built beside --output_dir and swapped in when complete, so a
+re-export never leaves a mix of old and new files, and a killed one leaves the previous export.
 """
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads; 0 shows its C++ log lines
 
-import argparse
-import time
-
 from enet_keras import cli
 from enet_keras.cli import comma_list
-
-FORMATS = ("savedmodel", "tflite_fp32", "tflite_fp16", "tflite_int8", "onnx", "tftrt")
-DEFAULT_FORMATS = ("savedmodel", "tflite_fp32", "tflite_fp16", "tflite_int8", "onnx")
+from enet_keras.export.formats import DEFAULT_FORMATS, FORMATS, check_destination
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     parser.add_argument("--model", required=True, help="Trained model, a .keras file. (default: required)")
     parser.add_argument("--output_dir", required=True, help="Folder for the exported files. (default: required)")
     parser.add_argument("--formats", type=comma_list(FORMATS), default=list(DEFAULT_FORMATS),
@@ -58,6 +57,7 @@ def _check_args(parser, args):
                      "or leave tflite_int8 out of --formats")
     if not os.path.isfile(args.model):
         raise FileNotFoundError(f"--model: no model file at {args.model}")
+    check_destination(args.output_dir)
 
 
 def main(argv=None):
@@ -65,70 +65,27 @@ def main(argv=None):
     args = parser.parse_args(argv)
     _check_args(parser, args)
 
-    import keras
-    from enet_keras import export
-    from enet_keras.files import atomic_write_json
+    from enet_keras.export import calibration_images
+    from enet_keras.model import load_model
+    from enet_keras.export.formats import export_all
 
-    if "tftrt" in args.formats and not export.is_tensorrt_available():
-        import tensorflow as tf
-
-        raise RuntimeError(export.tensorrt.NO_TENSORRT_MESSAGE.format(version=tf.__version__))
-
-    model = keras.saving.load_model(args.model)
-    os.makedirs(args.output_dir, exist_ok=True)
+    model = load_model(args.model)
     config = dict(vars(args), num_classes=int(model.output_shape[-1]))
-    del config["dataset_option"]
-
-    images, source = None, None
+    images, extra = None, {}
     if args.dataset:
         source = cli.get_source(args, "train")
         print(f"Reading up to {args.num_calibration_images} {args.dataset} training images at {args.height}x{args.width}")
-        images = export.calibration_images(source, args.height, args.width, args.num_calibration_images)
+        images = calibration_images(source, args.height, args.width, args.num_calibration_images)
         config.update(class_names=list(source.class_names), calibration_images=len(images))
-        atomic_write_json(os.path.join(args.output_dir, "palette.json"), [list(c) for c in source.palette])
-    atomic_write_json(os.path.join(args.output_dir, "export_config.json"), config)
-
-    prefix = os.path.join(args.output_dir, args.model_name)
-    serving_dir = os.path.join(args.output_dir, "serving", args.model_name, str(args.version))
-    written = []
-    for step, fmt in enumerate(args.formats, start=1):
-        print(f"[{step}/{len(args.formats)}] {fmt} ...", flush=True)
-        start = time.time()
-        if fmt == "savedmodel":
-            path = export.export_saved_model(
-                model, os.path.join(args.output_dir, "serving"), args.model_name, args.version,
-                warmup_images=images[:3] if images else None,
-            )
-        elif fmt.startswith("tflite_"):
-            precision = fmt.split("_", 1)[1]
-            path = export.tflite.export(
-                model, f"{prefix}_{precision}.tflite", args.height, args.width, precision,
-                representative_images=images if precision == "int8" else None,
-                num_calibration_images=args.num_calibration_images,
-            )
-        elif fmt == "onnx":
-            path = export.export_onnx(model, f"{prefix}.onnx", args.height, args.width, args.opset, batch_size=1)
-        else:
-            if not os.path.isdir(serving_dir):
-                raise FileNotFoundError(f"tftrt converts the SavedModel at {serving_dir}: add savedmodel to --formats")
-            path = export.convert_tftrt(
-                serving_dir, os.path.join(args.output_dir, f"tftrt_{args.tftrt_precision.lower()}"),
-                args.tftrt_precision, calibration_images=images, build_shapes=[(args.height, args.width)],
-                num_calibration_images=args.num_calibration_images,
-            )
-        written.append({"format": fmt, "path": path, "size_MB": round(_size(path) / 1e6, 3),
-                        "seconds": round(time.time() - start, 1)})
-
-    summary = {"model": args.model, "height": args.height, "width": args.width, "files": written}
-    atomic_write_json(os.path.join(args.output_dir, "export_summary.json"), summary)
-    _print_summary(args, written, serving_dir)
+        extra["palette.json"] = [list(c) for c in source.palette]
+    summary = export_all(
+        model, args.output_dir, args.formats, args.height, args.width, calibration_images=images,
+        num_calibration_images=args.num_calibration_images, model_name=args.model_name, version=args.version,
+        opset=args.opset, tftrt_precision=args.tftrt_precision, extra_files=extra, config=config,
+    )
+    summary["model"] = args.model
+    _print_summary(args, summary["files"], os.path.join(args.output_dir, "serving", args.model_name, str(args.version)))
     return summary
-
-
-def _size(path):
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
 def _print_summary(args, written, serving_dir):

@@ -1,6 +1,7 @@
 """Segment images, a folder of images or a video with a trained ENet (.keras or .tflite; any
 model tools/evaluate.py takes works).
 
+Example:
     python tools/predict.py --model runs/camvid/best.keras --input street.png --output_dir out --palette camvid
 
 Writes into --output_dir, per image (or video frame `<video>_frame000123`):
@@ -14,13 +15,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads; 0 shows its C++ log lines
 
-import argparse
-
 from enet_keras import cli
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     parser.add_argument("--model", required=True,
                         help="Trained model: a .keras or .tflite file (or a SavedModel folder / .onnx). (default: required)")
     parser.add_argument("--input", required=True, help="An image, a folder of images or a video. (default: required)")

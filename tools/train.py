@@ -19,7 +19,7 @@ import math
 import sys
 
 from enet_keras import cli
-from enet_keras.cli import add_switch, key_value
+from enet_keras.cli import add_switch
 
 # Per-dataset defaults a user gets without flags. The synthetic set is the README's main job:
 # small enough to finish in a few minutes on 2 CPU cores and still learn visibly. The camvid
@@ -52,11 +52,8 @@ def build_parser():
     from enet_keras.training.trainer import STAGES, STRATEGIES
 
     d = TrainConfig()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default=d.dataset,
-                   choices=["synthetic", "camvid", "cityscapes", "tfds", "folder", "tfrecord"],
-                   help=f"Training data (default: {d.dataset})")
-    p.add_argument("--data_dir", default=None, help="Folder of the dataset; not needed for synthetic (default: None)")
+    p = cli.ArgumentParser(__doc__)
+    cli.add_data_args(p, default=d.dataset)
     p.add_argument("--run_dir", default=d.run_dir, help=f"Output folder; rerun the same command to resume (default: {d.run_dir})")
     p.add_argument("--stage", default=d.stage, choices=STAGES, help=f"Stage(s) to train (default: {d.stage})")
     p.add_argument("--encoder_weights", default=None,
@@ -92,8 +89,6 @@ def build_parser():
                    help=f"tf.distribute strategy; multiworker reads TF_CONFIG (default: {d.strategy})")
     p.add_argument("--mixed_precision", action="store_true", help="mixed_float16, for GPUs (default: off)")
     add_switch(p, "jit_compile", d.jit_compile, "XLA; faster on some CPUs and GPUs, slower on others (default: off)")
-    p.add_argument("--dataset_option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help="Extra option of the data source, e.g. num_examples=100 (JSON values) (default: none)")
     p.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2),
                    help="Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch "
                         "(default: 1 in a terminal, else 2)")

@@ -293,7 +293,8 @@ def finish_label(label, where, num_classes, ignore_label, invalid_labels, colors
             shown = tf.unique(tf.boolean_mask(label, bad))[0]
             what = (f"has values outside [0, {num_classes}) other than "
                     f"ignore_label={ignore_label}:")
-        hint = "(pass invalid_labels='ignore' to map them to ignore_label)"
+        hint = ("(to map them to the ignore label, pass --dataset_option invalid_labels=ignore to the "
+                "tools, or invalid_labels='ignore' to get_source)")
         check = tf.debugging.Assert(False, ["label file", where, what, shown, hint], summarize=64)
         with tf.control_dependencies([check]):
             return tf.identity(label)

@@ -145,7 +145,7 @@ def _scale_crop(image, label, seeds, h, w, ch, cw, ignore_label, scale_range, fl
 
 def make_pipeline(source, batch_size, crop_size=(360, 480), training=True, label_downsample=1,
                   seed=0, cache=True, shuffle_buffer=None, drop_remainder=None, *,
-                  scale_range=(0.5, 2.0), flip=True, color_jitter=True):
+                  scale_range=(0.5, 2.0), flip=True, color_jitter=True, pad_to_multiple=1):
     """Batches of `(image, label)` from a `Source`, for `model.fit` or evaluation.
 
     Training: seeded shuffle, then per example a random horizontal flip, a random scale in
@@ -155,7 +155,9 @@ def make_pipeline(source, batch_size, crop_size=(360, 480), training=True, label
     stateless ops seeded per example, so a pipeline with the same `seed` gives the same batches
     (each epoch differs). The dataset is not repeated: Keras `fit` runs the epochs.
     Evaluation: no augmentation, fixed order; images are centre-cropped or padded to
-    `crop_size`.
+    `crop_size`; with `crop_size=None` images of different sizes are padded at the bottom and
+    right (image 0, label `ignore_label`) to the largest of their batch, rounded up to
+    `pad_to_multiple`.
 
     Args:
         source: `Source`. From `get_source`.
@@ -180,6 +182,8 @@ def make_pipeline(source, batch_size, crop_size=(360, 480), training=True, label
         flip: bool. Random horizontal flips when training. Defaults to True.
         color_jitter: bool. Random brightness (+-32) and contrast (x0.75..1.25) when training.
             Defaults to True.
+        pad_to_multiple: int. Evaluation with `crop_size=None`: pad images and labels to a
+            multiple of this (8 for ENet's input). Defaults to 1.
 
     Returns:
         A `tf.data.Dataset` of `(image float32 [B, h, w, 3] in 0..255,
@@ -234,9 +238,23 @@ def make_pipeline(source, batch_size, crop_size=(360, 480), training=True, label
             if crop_size is not None:
                 image = _center_crop_or_pad(image, *crop_size, 0.0)
                 label = _center_crop_or_pad(label, *crop_size, ignore)
+            elif pad_to_multiple > 1:
+                image, label = _pad_to_multiple(image, label, pad_to_multiple, ignore)
             return image, _downsample_label(label, label_downsample)
 
     ds = ds.map(prepare, num_parallel_calls=autotune, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune,
-                  deterministic=True)
+    if training or crop_size is not None:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune,
+                      deterministic=True)
+    else:  # images of the split may differ in size: pad each batch to its largest
+        ds = ds.padded_batch(batch_size, drop_remainder=drop_remainder,
+                             padding_values=(0.0, tf.constant(ignore, tf.int32)))
     return ds.prefetch(autotune)
+
+
+def _pad_to_multiple(image, label, multiple, ignore_label):
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    ph, pw = -h % multiple, -w % multiple
+    image = tf.pad(image, [[0, ph], [0, pw], [0, 0]])
+    label = tf.pad(label, [[0, ph], [0, pw]], constant_values=ignore_label)
+    return image, label

@@ -151,11 +151,6 @@ def export_saved_model(model, base_dir, model_name="enet", version=1, warmup_ima
     with atomic_directory(path) as tmp:
         tf.saved_model.save(root, tmp, signatures={SIGNATURE_KEY: concrete})
         write_warmup_file(os.path.join(tmp, WARMUP_FILE), requests)
-        # The temporary folder is created private (0700); give the version folder the usual
-        # permissions so a TF-Serving container running as another user can read it.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
     return path
 
 

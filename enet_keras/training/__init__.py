@@ -1,8 +1,8 @@
 """Training ENet: the two-stage recipe, its loss, metrics and run-directory callback."""
 
 from enet_keras.training.callbacks import RunRecorder
-from enet_keras.training.losses import WeightedSparseCategoricalCrossentropy
-from enet_keras.training.metrics import PixelAccuracy, mean_iou
+from enet_keras.losses import WeightedSparseCategoricalCrossentropy
+from enet_keras.metrics import PixelAccuracy, mean_iou
 from enet_keras.training.trainer import TrainConfig, add_weight_decay, train
 
 __all__ = [

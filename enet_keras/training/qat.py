@@ -290,26 +290,28 @@ def fine_tune(qat_model, train_dataset, epochs=4, learning_rate=1e-4, class_weig
             starts from trained weights, so it is small. Defaults to 1e-4.
         class_weights: list of floats or None. As in float training (`enet_keras.data.class_weights`).
         ignore_label: int. Defaults to 255.
-        steps_per_epoch: int or None. None runs the whole dataset each epoch.
+        steps_per_epoch: int. Steps per epoch, which the learning rate decays over (see
+            `enet_keras.training.trainer.training_steps`; a TFRecord dataset does not know its
+            length).
         validation_dataset: `tf.data.Dataset` or None, for the loss on held-out data.
         verbose: int. `fit` verbosity. Defaults to 2.
 
     Returns:
         The `History.history` dict.
     """
-    from enet_keras.training.losses import WeightedSparseCategoricalCrossentropy
+    from enet_keras.losses import WeightedSparseCategoricalCrossentropy
+    from enet_keras.training.trainer import poly_decay
 
     tf_keras, _ = _tf_keras()
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1. Received: epochs={epochs}")
     num_classes = int(qat_model.output_shape[-1])
     loss = WeightedSparseCategoricalCrossentropy(class_weights, ignore_label=ignore_label, num_classes=num_classes)
-    steps = steps_per_epoch or int(train_dataset.cardinality())
-    if steps_per_epoch:
-        train_dataset = train_dataset.repeat()
-    schedule = tf_keras.optimizers.schedules.PolynomialDecay(
-        learning_rate, decay_steps=max(1, epochs * max(steps, 1)), end_learning_rate=0.0, power=0.9
-    )
+    if not steps_per_epoch:
+        raise ValueError("fine_tune needs steps_per_epoch (from training_steps): the learning rate decays over "
+                         "epochs * steps_per_epoch steps")
+    train_dataset = train_dataset.repeat()
+    schedule = poly_decay(learning_rate, epochs, steps_per_epoch, tf_keras.optimizers.schedules)
     # The Keras 3 loss is written with keras.ops, which run on TensorFlow tensors in tf_keras' graph.
     qat_model.compile(tf_keras.optimizers.Adam(schedule), loss=lambda y_true, y_pred: loss(y_true, y_pred))
     history = qat_model.fit(
@@ -355,11 +357,12 @@ def quantization_aware_training(model, dataset, output_path, data_dir=None, data
     from enet_keras import data
     from enet_keras.export.tflite import calibration_images
     from enet_keras.files import atomic_write_bytes
+    from enet_keras.training.trainer import training_steps
 
     if isinstance(model, (str, os.PathLike)):
-        if not os.path.exists(model):
-            raise FileNotFoundError(f"Model file not found: {model}")
-        model = keras.saving.load_model(model, compile=False)
+        from enet_keras.model import load_model
+
+        model = load_model(model)
     keras.utils.set_random_seed(seed)
     source = data.get_source(dataset, "train", data_dir, **(dataset_options or {}))
     num_classes = int(model.output_shape[-1])
@@ -372,8 +375,9 @@ def quantization_aware_training(model, dataset, output_path, data_dir=None, data
         weights = data.class_weights(source, method=class_weighting, c=c, cache_dir=os.path.dirname(os.fspath(output_path)) or None)
     train_dataset = data.make_pipeline(source, batch_size, tuple(crop_size), training=True, seed=seed)
     qat_model = quantize_model(model)
+    steps = training_steps(source.num_examples, batch_size, steps_per_epoch, drop_remainder=True)
     history = fine_tune(qat_model, train_dataset, epochs, learning_rate, weights, source.ignore_label,
-                        steps_per_epoch, verbose=verbose)
+                        steps, verbose=verbose)
     images = calibration_images(source, export_size[0], export_size[1], num_calibration_images)
     flatbuffer = convert_int8(qat_model, export_size[0], export_size[1], images, num_calibration_images)
     atomic_write_bytes(output_path, flatbuffer)

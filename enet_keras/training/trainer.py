@@ -1,6 +1,7 @@
 """ENet's two-stage training (Paszke et al. 2016, Sec. 5): the encoder alone on labels at 1/8
 resolution, then the whole network with the encoder's weights, both with `model.fit`."""
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -12,11 +13,12 @@ import numpy as np
 import tensorflow as tf
 
 from enet_keras import data
-from enet_keras.files import atomic_write_json
-from enet_keras.model import ENet, transfer_weights
-from enet_keras.training.callbacks import RunRecorder, read_history, save_model_atomic
-from enet_keras.training.losses import WeightedSparseCategoricalCrossentropy
-from enet_keras.training.metrics import PixelAccuracy, mean_iou
+from enet_keras.faults import crash_point
+from enet_keras.files import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
+from enet_keras.model import ENet, load_model, transfer_weights
+from enet_keras.training.callbacks import RunRecorder, read_history
+from enet_keras.losses import WeightedSparseCategoricalCrossentropy
+from enet_keras.metrics import PixelAccuracy, mean_iou
 
 STAGES = ("encoder", "decoder", "both")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
@@ -97,6 +99,9 @@ class TrainConfig:
                 raise ValueError(f"--{name} must be > 1 (weights are 1/ln(c + p)). Received: {getattr(self, name)}")
         if self.stage == "encoder" and self.encoder_epochs == 0:
             raise ValueError("--stage encoder needs --encoder_epochs >= 1 (0 means: no encoder stage)")
+        if self.mixed_precision and self.strategy == "multiworker":
+            raise ValueError("--mixed_precision does not work with --strategy multiworker: its training loop "
+                             "does not scale the loss for float16 (use --strategy mirrored on one machine)")
         low, high = self.scale_range
         if not 0 < low <= high:
             raise ValueError(f"--scale_range must be LOW,HIGH with 0 < LOW <= HIGH. Received: {low},{high}")
@@ -143,11 +148,29 @@ def add_weight_decay(model, weight_decay):
         variable.regularizer = keras.regularizers.L2(weight_decay / 2)
 
 
-def _steps(num_examples, batch_size, limit):
-    steps = math.ceil(num_examples / batch_size) if num_examples else None
+def training_steps(num_examples, batch_size, limit=None, drop_remainder=False):
+    """Steps per epoch: the batches of `num_examples` (a source's count, known without reading
+    the data, unlike `tf.data`'s cardinality of a TFRecord or TFDS pipeline), at most `limit`.
+
+    Raises:
+        ValueError: if both the number of examples and the limit are unknown.
+    """
+    if num_examples:
+        steps = num_examples // batch_size if drop_remainder else math.ceil(num_examples / batch_size)
+        return min(limit, steps) if limit else steps
     if limit:
-        steps = min(limit, steps) if steps else limit
-    return steps
+        return limit
+    raise ValueError("The number of training examples is unknown, so an epoch has no length: pass --steps_per_epoch")
+
+
+def poly_decay(learning_rate, epochs, steps_per_epoch, schedules=None):
+    """The learning-rate schedule of every stage and of QAT: polynomial decay (power 0.9) from
+    `learning_rate` to 0 over `epochs * steps_per_epoch` steps. `schedules` is the schedules
+    module to build it with (Keras 3's by default; QAT passes tf_keras')."""
+    schedules = schedules or keras.optimizers.schedules
+    return schedules.PolynomialDecay(
+        learning_rate, decay_steps=max(1, epochs * steps_per_epoch), end_learning_rate=0.0, power=0.9
+    )
 
 
 def _check_num_classes(config, source):
@@ -180,8 +203,20 @@ def _stage_dir(run_dir, stage):
     return os.path.join(run_dir, stage)
 
 
-def _done(stage_dir):
-    return os.path.exists(os.path.join(stage_dir, "done.json"))
+def _done(stage_dir, epochs):
+    """Whether a stage finished: its done.json, or one history row per epoch with the backup
+    already removed by BackupAndRestore at the end (a kill just before done.json was written;
+    it is written now)."""
+    path = os.path.join(stage_dir, "done.json")
+    if os.path.exists(path):
+        return True
+    rows = read_history(os.path.join(stage_dir, "history.csv"))
+    finished = [int(r["epoch"]) for r in rows] == list(range(epochs)) \
+        and os.path.exists(os.path.join(stage_dir, "last.keras")) \
+        and not os.path.exists(os.path.join(stage_dir, "backup"))
+    if finished:
+        atomic_write_json(path, {"epochs": epochs, "finished": time.time()})
+    return finished
 
 
 def train(config):
@@ -229,12 +264,11 @@ def train(config):
         )
     _check_resume(config, config.run_dir)
 
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(config.seed)
     strategy = _strategy(config.strategy)
     out_dir = _write_dir(config.run_dir, strategy)
     os.makedirs(out_dir, exist_ok=True)
+    remove_stale_temporaries(out_dir, names=("config.json", "summary.json", "best.keras"))
     atomic_write_json(os.path.join(out_dir, "config.json"), dataclasses.asdict(config))
 
     summary = {"run_dir": config.run_dir, "stages": {}}
@@ -243,7 +277,7 @@ def train(config):
         stages = ["decoder"]
     for stage in stages:
         stage_dir = _stage_dir(out_dir, stage)
-        if _done(stage_dir):
+        if _done(stage_dir, config.encoder_epochs if stage == "encoder" else config.decoder_epochs):
             if config.verbose:
                 print(f"Stage {stage}: already finished in {stage_dir}, skipped.")
         else:
@@ -255,13 +289,32 @@ def train(config):
     if "decoder" in stages and _is_chief(strategy):
         best_path = os.path.join(out_dir, "decoder", "best.keras")
         if os.path.exists(best_path):
-            save_model_atomic(keras.saving.load_model(best_path), os.path.join(out_dir, "best.keras"))
+            with open(best_path, "rb") as f:
+                atomic_write_bytes(os.path.join(out_dir, "best.keras"), f.read())
             summary["best_model"] = os.path.join(out_dir, "best.keras")
+            crash_point("run_best_copied")
     atomic_write_json(os.path.join(out_dir, "summary.json"), summary)
     return summary
 
 
+@contextlib.contextmanager
+def _dtype_policy(mixed_precision):
+    """mixed_float16 while a stage builds and trains, then the caller's policy again."""
+    previous = keras.mixed_precision.global_policy()
+    if mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
 def _run_stage(config, stage, strategy, train_source, val_source, stage_dir, init):
+    with _dtype_policy(config.mixed_precision):
+        _train_stage(config, stage, strategy, train_source, val_source, stage_dir, init)
+
+
+def _train_stage(config, stage, strategy, train_source, val_source, stage_dir, init):
     encoder = stage == "encoder"
     downsample = 8 if encoder else 1
     epochs = config.encoder_epochs if encoder else config.decoder_epochs
@@ -272,8 +325,10 @@ def _run_stage(config, stage, strategy, train_source, val_source, stage_dir, ini
         scale_range=tuple(config.scale_range), flip=config.flip, color_jitter=config.color_jitter,
     )
     val_size = (config.val_height, config.val_width) if config.val_height and config.val_width else None
-    val_ds = data.make_pipeline(val_source, batch, val_size, training=False, label_downsample=downsample)
-    steps = _steps(train_source.num_examples, batch, config.steps_per_epoch)
+    val_ds = data.make_pipeline(val_source, batch, val_size, training=False, label_downsample=downsample,
+                                pad_to_multiple=8)
+    steps = training_steps(train_source.num_examples, batch, config.steps_per_epoch,
+                           drop_remainder=config.strategy != "default")
     if config.steps_per_epoch:
         train_ds = train_ds.repeat()
     weights = None
@@ -288,7 +343,7 @@ def _run_stage(config, stage, strategy, train_source, val_source, stage_dir, ini
         model = ENet(num_classes, encoder_only=encoder, activation=config.activation,
                      name="enet_encoder" if encoder else "enet")
         if init is not None:
-            transfer_weights(keras.saving.load_model(init, compile=False), model)
+            transfer_weights(load_model(init, flag="--encoder_weights"), model)
         if config.strategy in ("mirrored", "multiworker"):
             # Batch statistics over the global batch, and identical moving statistics on every
             # replica and worker.
@@ -296,9 +351,7 @@ def _run_stage(config, stage, strategy, train_source, val_source, stage_dir, ini
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.synchronized = True
         add_weight_decay(model, config.weight_decay)
-        schedule = keras.optimizers.schedules.PolynomialDecay(
-            config.learning_rate, decay_steps=max(1, epochs * (steps or 1)), end_learning_rate=0.0, power=0.9
-        )
+        schedule = poly_decay(config.learning_rate, epochs, steps)
         model.compile(
             optimizer=keras.optimizers.Adam(schedule),
             loss=WeightedSparseCategoricalCrossentropy(
@@ -317,11 +370,12 @@ def _run_stage(config, stage, strategy, train_source, val_source, stage_dir, ini
         # (keras-team/keras#20585); a strategy.run loop does the same work.
         _fit_multiworker(model, strategy, train_ds, val_ds, epochs, steps, recorder, config.verbose)
     else:
-        # The recorder writes an epoch's history, last and best models before BackupAndRestore
-        # marks the epoch done: a kill between the two repeats the epoch, never skips it.
+        # An epoch is done once BackupAndRestore has saved it: the recorder writes the epoch's
+        # files before that and puts its models in place after (see RunRecorder).
         callbacks = [
             recorder,
             keras.callbacks.BackupAndRestore(os.path.join(stage_dir, "backup"), double_checkpoint=True),
+            recorder.committer,
             keras.callbacks.TensorBoard(os.path.join(stage_dir, "logs")),
         ]
         model.fit(
@@ -329,7 +383,9 @@ def _run_stage(config, stage, strategy, train_source, val_source, stage_dir, ini
             validation_steps=config.validation_steps, validation_freq=config.validation_freq,
             callbacks=callbacks, verbose=config.verbose, shuffle=False,  # the pipeline shuffles
         )
+    crash_point("stage_trained", stage)
     atomic_write_json(os.path.join(stage_dir, "done.json"), {"epochs": epochs, "finished": time.time()})
+    crash_point("stage_done", stage)
 
 
 def _fit_multiworker(model, strategy, train_ds, val_ds, epochs, steps, recorder, verbose):
@@ -366,3 +422,4 @@ def _fit_multiworker(model, strategy, train_ds, val_ds, epochs, steps, recorder,
         if verbose:
             print(f"Epoch {epoch + 1}/{epochs} - loss: {logs['loss']:.4f}", flush=True)
         recorder.on_epoch_end(epoch, logs)
+        recorder.commit(epoch)

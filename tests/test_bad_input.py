@@ -1,0 +1,220 @@
+"""Bad input to every tool, as a new user would give it: each case must end with one line
+`error: ...` that names the flag or file at fault, exit status 2, and write nothing.
+
+The device runtime (tflite/enet_tflite.py) has its own bad-input cases in test_tflite_runtime.py.
+"""
+
+import importlib.util
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from enet_keras import cli
+from enet_keras.model import ENet
+
+ROOT = Path(__file__).resolve().parents[1]
+SYNTHETIC = ["--dataset", "synthetic", "--dataset_option", "num_examples=2", "--dataset_option", "height=32",
+             "--dataset_option", "width=32"]
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(f"bad_input_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TOOLS = {name: _tool(name) for name in
+         ("train", "evaluate", "export", "predict", "qat", "benchmark", "convert_tfrecord")}
+
+
+def _png(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, np.uint8)).save(path)
+
+
+def _folder(root, label_value=None, n=2, size=32):
+    """A `folder` dataset of 3 classes; `label_value` puts that value into the first mask."""
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        label = rng.integers(0, 3, (size, size))
+        if i == 0 and label_value is not None:
+            label[0, 0] = label_value
+        _png(root / "train" / "images" / f"img{i}.png", rng.integers(0, 256, (size, size, 3)))
+        _png(root / "train" / "masks" / f"img{i}.png", label)
+        _png(root / "val" / "images" / f"img{i}.png", rng.integers(0, 256, (size, size, 3)))
+        _png(root / "val" / "masks" / f"img{i}.png", label)
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """A workspace of good and bad files; every case runs against it and must leave it as it was."""
+    root = tmp_path_factory.mktemp("ws")
+    ENet(num_classes=3).save(root / "three.keras")
+    (root / "empty.keras").write_bytes(b"")
+    good = (root / "three.keras").read_bytes()
+    (root / "truncated.keras").write_bytes(good[: len(good) // 2])
+    (root / "random.tflite").write_bytes(np.random.default_rng(0).bytes(4096))
+    (root / "notes.keras").write_text("not a model")
+    with zipfile.ZipFile(root / "other.keras", "w") as archive:
+        archive.writestr("hello.txt", "a zip, but not a Keras model")
+    (root / "model.pt").write_bytes(b"torch")
+    (root / "text.png").write_text("not an image")
+    (root / "palette.json").write_text("{'sky': [1, 2, 3]")
+    _png(root / "street.png", np.zeros((32, 32, 3)))
+    _folder(root / "folder")
+    _folder(root / "folder_bad_label", label_value=9)
+    _folder(root / "folder_truncated")
+    png = (root / "folder_truncated" / "train" / "images" / "img1.png").read_bytes()
+    (root / "folder_truncated" / "train" / "images" / "img1.png").write_bytes(png[: len(png) // 2])
+    _folder(root / "folder_unpaired")
+    os.remove(root / "folder_unpaired" / "train" / "masks" / "img1.png")
+    (root / "not_export").mkdir()
+    (root / "not_export" / "keep.txt").write_text("mine")
+    (root / "run_other").mkdir()
+    (root / "run_other" / "config.json").write_text('{"batch_size": 2}')
+    return root
+
+
+FOLDER = ["--dataset", "folder", "--dataset_option", "num_classes=3"]
+
+# (tool, arguments ({ws} is the workspace), text the error line must contain)
+CASES = [
+    # train.py: flags
+    ("train", SYNTHETIC + ["--steps_per_epoch", "0"], "--steps_per_epoch must be >= 1"),
+    ("train", SYNTHETIC + ["--steps_per_epoch", "-1"], "--steps_per_epoch must be >= 1"),
+    ("train", SYNTHETIC + ["--validation_steps", "0"], "--validation_steps must be >= 1"),
+    ("train", SYNTHETIC + ["--learning_rate", "-1"], "--learning_rate must be > 0"),
+    ("train", SYNTHETIC + ["--learning_rate", "0"], "--learning_rate must be > 0"),
+    ("train", SYNTHETIC + ["--weight_decay", "-0.1"], "--weight_decay must be >= 0"),
+    ("train", SYNTHETIC + ["--decoder_epochs", "0"], "--decoder_epochs must be >= 1"),
+    ("train", SYNTHETIC + ["--encoder_epochs", "-1"], "--encoder_epochs must be >= 0"),
+    ("train", SYNTHETIC + ["--stage", "encoder", "--encoder_epochs", "0"], "--stage encoder needs --encoder_epochs >= 1"),
+    ("train", SYNTHETIC + ["--batch_size", "0"], "--batch_size must be >= 1"),
+    ("train", SYNTHETIC + ["--height", "100"], "--height must be a positive multiple of 8"),
+    ("train", SYNTHETIC + ["--width", "0"], "--width must be a positive multiple of 8"),
+    ("train", SYNTHETIC + ["--val_height", "12"], "--val_height must be a positive multiple of 8"),
+    ("train", SYNTHETIC + ["--scale_range", "2,1"], "--scale_range must be LOW,HIGH"),
+    ("train", SYNTHETIC + ["--scale_range", "big"], "--scale_range"),
+    ("train", SYNTHETIC + ["--validation_freq", "0"], "--validation_freq must be >= 1"),
+    ("train", SYNTHETIC + ["--decoder_c", "1.0"], "--decoder_c must be > 1"),
+    ("train", SYNTHETIC + ["--learning_rate", "fast"], "--learning_rate"),
+    ("train", ["--dataset", "imagenet"], "--dataset: invalid choice: 'imagenet'"),
+    ("train", ["--dataset", "camvid"], "--data_dir"),
+    ("train", ["--dataset", "camvid", "--data_dir", "{ws}/nowhere"], "nowhere"),
+    ("train", SYNTHETIC + ["--dataset_option", "num_examples"], "KEY=VALUE"),
+    ("train", SYNTHETIC + ["--dataset_option", "colour=red"], "Unknown option(s) ['colour']"),
+    ("train", SYNTHETIC + ["--num_classes", "19"], "--num_classes 19 disagrees with the data"),
+    ("train", SYNTHETIC + ["--run_dir", "{ws}/run_other"], "batch_size differ"),
+    ("train", SYNTHETIC + ["--stage", "decoder"], "encoder/best.keras does not exist"),
+    ("train", SYNTHETIC + ["--stage", "decoder", "--encoder_weights", "{ws}/truncated.keras"],
+     "--encoder_weights: {ws}/truncated.keras is not a .keras file"),
+    ("train", SYNTHETIC + ["--verbose", "3"], "--verbose: invalid choice"),
+    # evaluate.py: model files
+    ("evaluate", SYNTHETIC + ["--model", "{ws}/missing.keras"], "{ws}/missing.keras"),
+    ("evaluate", SYNTHETIC + ["--model", "{ws}/empty.keras"], "{ws}/empty.keras is empty"),
+    ("evaluate", SYNTHETIC + ["--model", "{ws}/truncated.keras"], "{ws}/truncated.keras is not a .keras file"),
+    ("evaluate", SYNTHETIC + ["--model", "{ws}/notes.keras"], "{ws}/notes.keras is not a .keras file"),
+    ("evaluate", SYNTHETIC + ["--model", "{ws}/other.keras"], "cannot load {ws}/other.keras"),
+    ("evaluate", SYNTHETIC + ["--model", "{ws}/random.tflite"], "{ws}/random.tflite"),
+    ("evaluate", SYNTHETIC + ["--model", "{ws}/model.pt"], "{ws}/model.pt"),
+    ("evaluate", SYNTHETIC + ["--model", "{ws}/three.keras"], "predicts 3 classes but the dataset 'synthetic'"),
+    ("evaluate", FOLDER + ["--data_dir", "{ws}/folder", "--model", "{ws}/three.keras", "--reference", "{ws}/nothing.tflite"],
+     "{ws}/nothing.tflite"),
+    # evaluate.py: flags and data
+    ("evaluate", FOLDER + ["--data_dir", "{ws}/folder", "--model", "{ws}/three.keras", "--batch_size", "0"], "--batch_size must be >= 1"),
+    ("evaluate", FOLDER + ["--data_dir", "{ws}/folder", "--model", "{ws}/three.keras", "--limit", "0"], "--limit must be >= 1"),
+    ("evaluate", FOLDER + ["--data_dir", "{ws}/folder", "--model", "{ws}/three.keras", "--examples", "-1"], "--examples must be >= 0"),
+    ("evaluate", FOLDER + ["--data_dir", "{ws}/folder", "--model", "{ws}/three.keras", "--split", "dev"], "--split: invalid choice"),
+    ("evaluate", FOLDER + ["--data_dir", "{ws}/folder_bad_label", "--model", "{ws}/three.keras"],
+     "--dataset_option invalid_labels=ignore"),
+    ("evaluate", FOLDER + ["--data_dir", "{ws}/folder_truncated", "--model", "{ws}/three.keras", "--split", "train"],
+     "img1.png"),
+    ("evaluate", FOLDER + ["--data_dir", "{ws}/folder_unpaired", "--model", "{ws}/three.keras", "--split", "train"],
+     "img1"),
+    ("evaluate", ["--dataset", "folder", "--data_dir", "{ws}/folder", "--model", "{ws}/three.keras", "--dataset_option",
+                  "num_classes=2"], "num_classes"),
+    # export.py
+    ("export", ["--model", "{ws}/three.keras", "--output_dir", "{ws}/out", "--formats", "tflite_fp32", "--height", "100"],
+     "--height must be a positive multiple of 8"),
+    ("export", ["--model", "{ws}/three.keras", "--output_dir", "{ws}/out", "--num_calibration_images", "0"],
+     "--num_calibration_images must be >= 1"),
+    ("export", ["--model", "{ws}/three.keras", "--output_dir", "{ws}/out", "--formats", "tflite_int8"],
+     "int8 export calibrates on training images: give --dataset"),
+    ("export", ["--model", "{ws}/three.keras", "--output_dir", "{ws}/out", "--formats", "tflite_fp64"], "tflite_fp64"),
+    ("export", ["--model", "{ws}/missing.keras", "--output_dir", "{ws}/out", "--formats", "tflite_fp32"],
+     "--model: no model file at {ws}/missing.keras"),
+    ("export", ["--model", "{ws}/truncated.keras", "--output_dir", "{ws}/out", "--formats", "tflite_fp32"],
+     "--model: {ws}/truncated.keras is not a .keras file"),
+    ("export", ["--model", "{ws}/three.keras", "--output_dir", "{ws}/not_export", "--formats", "tflite_fp32"],
+     "--output_dir {ws}/not_export exists and is not an export folder"),
+    # predict.py
+    ("predict", ["--model", "{ws}/three.keras", "--input", "{ws}/street.png", "--output_dir", "{ws}/out", "--alpha", "5"],
+     "--alpha must be in [0, 1]"),
+    ("predict", ["--model", "{ws}/three.keras", "--input", "{ws}/street.png", "--output_dir", "{ws}/out", "--every", "0"],
+     "--every must be >= 1"),
+    ("predict", ["--model", "{ws}/three.keras", "--input", "{ws}/nothing.png", "--output_dir", "{ws}/out"], "{ws}/nothing.png"),
+    ("predict", ["--model", "{ws}/three.keras", "--input", "{ws}/text.png", "--output_dir", "{ws}/out"], "{ws}/text.png"),
+    ("predict", ["--model", "{ws}/missing.keras", "--input", "{ws}/street.png", "--output_dir", "{ws}/out"], "{ws}/missing.keras"),
+    ("predict", ["--model", "{ws}/three.keras", "--input", "{ws}/street.png", "--output_dir", "{ws}/out",
+                 "--palette", "{ws}/palette.json"], "{ws}/palette.json"),
+    ("predict", ["--model", "{ws}/three.keras", "--input", "{ws}/street.png", "--output_dir", "{ws}/out",
+                 "--palette", "rainbow"], "rainbow"),
+    # qat.py
+    ("qat", ["--model", "{ws}/three.keras", "--output", "{ws}/out/q.tflite", "--epochs", "0"], "--epochs and --batch_size must be >= 1"),
+    ("qat", ["--model", "{ws}/three.keras", "--output", "{ws}/out/q.tflite", "--height", "100"], "--height must be a positive multiple of 8"),
+    ("qat", ["--model", "{ws}/missing.keras", "--output", "{ws}/out/q.tflite"], "{ws}/missing.keras"),
+    # benchmark.py
+    ("benchmark", ["--runs", "0"], "--runs must be >= 1"),
+    ("benchmark", ["--warmup", "-1"], "--warmup must be >= 0"),
+    ("benchmark", ["--sizes", "100x100"], "--sizes"),
+    ("benchmark", ["--threads", "0"], "--threads"),
+    ("benchmark", ["--model", "{ws}/missing.keras"], "{ws}/missing.keras"),
+    ("benchmark", ["--keep_exports"], "--keep_exports needs --output_dir"),
+    # convert_tfrecord.py
+    ("convert_tfrecord", ["--output_dir", "{ws}/out"], "--dataset is required"),
+    ("convert_tfrecord", SYNTHETIC + ["--output_dir", "{ws}/out", "--num_shards", "0"], "--num_shards must be >= 1"),
+]
+
+
+def _listing(root):
+    return sorted((str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("tool, args, expected", CASES, ids=[f"{c[0]}:{' '.join(c[1][-2:])}" for c in CASES])
+def test_bad_input_is_one_clear_line_and_writes_nothing(ws, tool, args, expected, capsys, monkeypatch):
+    monkeypatch.chdir(ws)  # a default --run_dir or output lands here and would show
+    before = _listing(ws)
+    argv = [a.replace("{ws}", str(ws)) for a in args]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run(TOOLS[tool].main, argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert exit_info.value.code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert expected.replace("{ws}", str(ws)) in lines[0], lines[0]
+    assert _listing(ws) == before
+
+
+def test_cases_cover_every_tool_and_enough_kinds():
+    assert {c[0] for c in CASES} == set(TOOLS)
+    assert len(CASES) >= 60
+
+
+def test_debug_shows_the_traceback(ws, capsys):
+    with pytest.raises(SystemExit):
+        cli.run(TOOLS["evaluate"].main, SYNTHETIC + ["--model", str(ws / "empty.keras"), "--debug"])
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_every_tool_help_ends_with_defaults_and_an_example():
+    for name, tool in TOOLS.items():
+        parser = tool.build_parser()
+        assert "Example" in (parser.description or ""), name
+        for action in parser._actions:
+            if action.help and action.dest != "help":
+                assert "default" in action.help, (name, action.dest, action.help)

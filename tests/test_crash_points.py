@@ -1,0 +1,150 @@
+"""Kills at every crash point of training and export (enet_keras.faults), then reruns: the run
+and export folders must end whole and consistent, as if nothing had happened."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import keras
+import pytest
+
+from enet_keras import data, faults
+from enet_keras.model import ENet
+from enet_keras.training.callbacks import read_history
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import train as train_tool  # noqa: E402
+
+TINY = ["--dataset", "synthetic", "--height", "64", "--width", "64", "--batch_size", "4",
+        "--dataset_option", "num_examples=8", "--dataset_option", "height=64", "--dataset_option", "width=64",
+        "--verbose", "0", "--no_jit_compile", "--encoder_epochs", "2", "--decoder_epochs", "2"]
+
+# In the order a run meets them; each rerun resumes and is killed at the next one.
+TRAINING_POINTS = [
+    "epoch_recorded=0", "epoch_backed_up=0", "epoch_committed=1", "stage_trained=encoder",
+    "epoch_recorded=1", "epoch_backed_up=1", "stage_done=decoder", "run_best_copied",
+]
+
+
+def _run(tool, args, fault):
+    env = dict(os.environ, **{faults.ENV: fault}, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, str(ROOT / "tools" / tool), *args], env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def _hidden(folder):
+    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob(".*"))
+
+
+def _val_mean_iou(model_path):
+    """The validation mIoU of a saved model, computed as `model.fit` computed it."""
+    model = keras.saving.load_model(model_path)
+    source = data.get_source("synthetic", "val", num_examples=8, height=64, width=64)
+    label_downsample = 8 if model.name == "enet_encoder" else 1
+    dataset = data.make_pipeline(source, 4, None, training=False, label_downsample=label_downsample)
+    return model.evaluate(dataset, verbose=0, return_dict=True)["mean_iou"]
+
+
+def test_training_killed_at_every_crash_point_ends_whole(tmp_path):
+    assert {p.split("=")[0] for p in TRAINING_POINTS} == {p for p in faults.POINTS if not p.startswith("export")}
+    run_dir = tmp_path / "run"
+    args = TINY + ["--run_dir", str(run_dir)]
+    for point in TRAINING_POINTS:
+        killed = _run("train.py", args, point)
+        assert killed.returncode == faults.EXIT_STATUS, (point, killed.stderr[-3000:])
+        for model in run_dir.rglob("*.keras"):  # what a kill leaves in place is whole
+            assert zipfile.is_zipfile(model), (point, model)
+
+    summary = train_tool.main(args)  # the last rerun, no fault
+    for stage in ("encoder", "decoder"):
+        folder = run_dir / stage
+        rows = read_history(folder / "history.csv")
+        assert [int(r["epoch"]) for r in rows] == [0, 1], (stage, rows)
+        assert summary["stages"][stage]["epochs"] == 2
+        for name in ("curves.png", "done.json", "logs"):
+            assert (folder / name).exists(), folder / name
+        best = max(r["val_mean_iou"] for r in rows)
+        assert summary["stages"][stage]["best_val_mean_iou"] == pytest.approx(best)
+        # best.keras is the best epoch's model, last.keras the last epoch's.
+        assert _val_mean_iou(folder / "best.keras") == pytest.approx(best, abs=1e-5)
+        assert _val_mean_iou(folder / "last.keras") == pytest.approx(rows[-1]["val_mean_iou"], abs=1e-5)
+    assert _hidden(run_dir) == [], "temporary or pending files left behind"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["dataset"] == "synthetic" and config["batch_size"] == 4 and summary["best_model"] == str(run_dir / "best.keras")
+    saved = json.loads((run_dir / "summary.json").read_text())
+    assert saved["stages"]["decoder"]["epochs"] == 2 and saved["best_model"] == str(run_dir / "best.keras")
+    assert (run_dir / "best.keras").read_bytes() == (run_dir / "decoder" / "best.keras").read_bytes()
+    # A fresh process that imports only enet_keras loads the trained file (loss and metrics included).
+    load = subprocess.run(
+        [sys.executable, "-c", f"import keras, enet_keras; keras.saving.load_model({str(run_dir / 'best.keras')!r})"],
+        capture_output=True, text=True, timeout=300)
+    assert load.returncode == 0, load.stderr[-2000:]
+    encoder = keras.saving.load_model(run_dir / "encoder" / "best.keras")
+    assert encoder.output_shape[1:3] == (None, None) and encoder.get_layer("encoder_classifier")
+    # Rerunning a finished run trains nothing more.
+    again = train_tool.main(args)
+    assert again["stages"]["decoder"]["epochs"] == 2 and read_history(run_dir / "decoder" / "history.csv") == rows
+
+
+def _input_shapes(folder):
+    from ai_edge_litert.interpreter import Interpreter
+
+    shapes = {}
+    for path in sorted(Path(folder).glob("*.tflite")):
+        (details,) = Interpreter(model_path=str(path)).get_input_details()
+        shapes[path.name] = tuple(int(d) for d in details["shape"][1:3])
+    return shapes
+
+
+def test_export_killed_at_every_crash_point_leaves_one_whole_export(tmp_path):
+    model_path = tmp_path / "enet.keras"
+    ENet(num_classes=3).save(model_path)
+    out = tmp_path / "export"
+
+    def export(size, fault=""):
+        return _run("export.py", ["--model", str(model_path), "--output_dir", str(out),
+                                  "--formats", "tflite_fp32,tflite_fp16", "--height", str(size),
+                                  "--width", str(size)], fault)
+
+    assert export(32).returncode == 0
+    first = (out / "export_summary.json").read_text()
+    assert _input_shapes(out) == {"enet_fp32.tflite": (32, 32), "enet_fp16.tflite": (32, 32)}
+    for point in ("export_written=tflite_fp32", "export_before_swap"):
+        killed = export(64, point)
+        assert killed.returncode == faults.EXIT_STATUS, killed.stderr[-3000:]
+        # The folder is still the first export, whole; the killed one is a hidden sibling.
+        assert (out / "export_summary.json").read_text() == first
+        assert _input_shapes(out) == {"enet_fp32.tflite": (32, 32), "enet_fp16.tflite": (32, 32)}
+        assert [p.name.startswith(".export.") for p in tmp_path.iterdir() if p.name.startswith(".")] == [True]
+    done = export(64)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "export_summary.json").read_text())
+    config = json.loads((out / "export_config.json").read_text())
+    assert summary["height"] == config["height"] == 64
+    assert _input_shapes(out) == {"enet_fp32.tflite": (64, 64), "enet_fp16.tflite": (64, 64)}
+    assert sorted(Path(f["path"]).name for f in summary["files"]) == ["enet_fp16.tflite", "enet_fp32.tflite"]
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "stale temporary export left"
+    assert oct(out.stat().st_mode & 0o777) == oct(0o777 & ~_umask())
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_export_refuses_to_replace_a_folder_that_is_not_an_export(tmp_path):
+    model_path = tmp_path / "enet.keras"
+    ENet(num_classes=3).save(model_path)
+    precious = tmp_path / "mine"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    result = _run("export.py", ["--model", str(model_path), "--output_dir", str(precious),
+                                "--formats", "tflite_fp32", "--height", "32", "--width", "32"], "")
+    assert result.returncode == 2 and "is not an export folder" in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert sorted(p.name for p in precious.iterdir()) == ["notes.txt"]
