@@ -32,6 +32,7 @@ import keras
 from keras import ops
 
 from enet_keras import ENet, benchmark, transfer_weights
+from enet_keras import rewrite
 from enet_keras.export import tflite
 from enet_keras.layers import MaximumPReLU
 
@@ -69,7 +70,7 @@ def main(argv=None):
         "fp32": lambda: tflite.convert(model, height, width, "fp32"),
         "int8 prelu": lambda: tflite.convert(model, height, width, "int8", images, len(images), export_form=False),
         "int8 maximum (exported)": lambda: tflite.convert(model, height, width, "int8", images, len(images)),
-        "int8 sum": lambda: tflite.convert(tflite.int8_export_form(model, _SumPReLU), height, width, "int8",
+        "int8 sum": lambda: tflite.convert(rewrite.int8_export_form(model, _SumPReLU), height, width, "int8",
                                            images, len(images)),
         "int8 relu (other network)": lambda: tflite.convert(relu, height, width, "int8", images, len(images)),
     }

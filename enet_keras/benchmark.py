@@ -12,7 +12,7 @@ multiply-add as 2 FLOPs (a convolution is 2*H_out*W_out*K_h*K_w*C_in*C_out, plus
 output for a bias add; dilated convolutions are counted at their true cost) and also count
 some elementwise ops (AddV2, Mul, Neg, Maximum, Equal, MaxPool); ops TensorFlow has no FLOP
 statistics for count 0 (Relu, Pad, Select, Concat, reshapes). For ENet(19) at 360x640 with
-BatchNormalization folded (`enet_keras.inference.fold_batch_norm`, as benchmarked) that is
+BatchNormalization folded (`enet_keras.rewrite.fold_batch_norm`, as benchmarked) that is
 3.61 GFLOPs: 3.32 in Conv2D, 0.16 in the transposed convolutions, 0.13 elementwise (3.64
 without folding; ENet(11): 3.55 folded). The paper's 3.83 is on the same scale, which suggests it too
 counts a multiply-add as 2 FLOPs (it does not say what else it counts).
@@ -25,11 +25,15 @@ applies it by default) at each thread count, with how many of the model's nodes 
 and in how many partitions (`xnnpack_delegation`); and ONNX Runtime's CPU provider at each thread
 count. TensorFlow's thread pools are fixed once per process, so the TensorFlow rows report the
 intra-op threads in force (`configure_tensorflow_threads` sets them before TensorFlow starts).
+Each format is written by the export registry (`enet_keras.export.formats.export_all`) and
+timed through its runtime's `Predictor.runner` (`enet_keras.runtimes`), so the benchmark runs
+exactly what evaluation and prediction run.
 """
 
 import collections
 import csv
 import io
+import json
 import math
 import os
 import pathlib
@@ -42,6 +46,9 @@ import time
 import numpy as np
 import keras
 import tensorflow as tf
+
+from enet_keras import _internals
+from enet_keras.files import disk_size
 
 FORMATS = ("keras", "keras_xla", "savedmodel", "tflite_fp32", "tflite_fp16", "tflite_int8", "onnx")
 COLUMNS = (
@@ -80,14 +87,12 @@ def count_flops(model, height, width):
     >>> round(count_flops(ENet(num_classes=19), 360, 640), 1)
     3.6
     """
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
     for size, what in ((height, "height"), (width, "width")):
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
             raise ValueError(f"{what} must be a positive integer. Received: {what}={size!r}")
     function = tf.function(lambda images: model(images, training=False), autograph=False)
     concrete = function.get_concrete_function(tf.TensorSpec((1, int(height), int(width), 3), tf.float32))
-    frozen = convert_variables_to_constants_v2(concrete)
+    frozen = _internals.freeze(concrete)
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
     profile = tf.compat.v1.profiler.profile(graph=frozen.graph, options=options)
@@ -160,13 +165,6 @@ def time_ms(fn, runs, warmup):
     return statistics.median(times), min(times), max(times)
 
 
-def _size_mb(path):
-    path = pathlib.Path(path)
-    if path.is_file():
-        return path.stat().st_size / 1e6
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
-
-
 def _version(distribution):
     from importlib.metadata import PackageNotFoundError, version
 
@@ -203,7 +201,7 @@ def xnnpack_delegation(path, threads=1):
 
     interpreter = Interpreter(model_path=os.fspath(path), num_threads=int(threads))
     interpreter.allocate_tensors()
-    details = interpreter._get_ops_details()
+    details = _internals.ops_details(interpreter)
     partitions = [d for d in details if d["op_name"] == "DELEGATE"]
     nodes = [d for d in details if d["op_name"] != "DELEGATE"]
     delegate_inputs = {int(t) for d in partitions for t in d["inputs"]}
@@ -231,19 +229,6 @@ def xnnpack_delegation(path, threads=1):
         "delegated_nodes": len(nodes) - len(outside), "total_nodes": len(nodes),
         "partitions": len(partitions), "outside": dict(counts.most_common()),
     }
-
-
-def _tflite_runner(path, threads):
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=os.fspath(path), num_threads=int(threads))
-    interpreter.allocate_tensors()
-    (details,) = interpreter.get_input_details()
-    shape, dtype = tuple(int(d) for d in details["shape"]), np.dtype(details["dtype"])
-    rng = np.random.default_rng(0)
-    # Raw pixels: float models take [0, 255]; int8 models take uint8 pixels with scale 1.
-    interpreter.set_tensor(details["index"], rng.integers(0, 256, shape).astype(dtype))
-    return interpreter.invoke
 
 
 def benchmark(
@@ -298,8 +283,9 @@ def benchmark(
     >>> rows[0]["format"], rows[0]["resolution"]
     ('keras', '64x64')
     """
-    from enet_keras import export
-    from enet_keras.inference import fold_batch_norm
+    from enet_keras import runtimes
+    from enet_keras.export.formats import export_all
+    from enet_keras.rewrite import fold_batch_norm
 
     formats = list(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
@@ -321,38 +307,45 @@ def benchmark(
     try:
         folded = fold_batch_norm(model)
         device, tf_threads = device_name(), tensorflow_threads()
-        tf_runtime = f"TensorFlow {tf.__version__} / Keras {keras.__version__}"
-        litert = f"LiteRT {_version('ai-edge-litert')}"
-        ort = f"ONNX Runtime {_version('onnxruntime')} CPU"
-        keras_size = serving = None
+        runtime_names = {
+            "keras": f"TensorFlow {tf.__version__} / Keras {keras.__version__}",
+            "savedmodel": f"TensorFlow {tf.__version__} SavedModel",
+            "tflite": f"LiteRT {_version('ai-edge-litert')}",
+            "onnx": f"ONNX Runtime {_version('onnxruntime')} CPU",
+        }
+        runtime_names["keras_xla"] = runtime_names["keras"] + " XLA"
+        notes = {"keras": "tf.function, BN folded", "keras_xla": "tf.function, BN folded",
+                 "savedmodel": "uint8 in, pad+softmax+argmax", "tflite": "invoke() only", "onnx": ""}
+        keras_size = math.nan
         if "keras" in formats or "keras_xla" in formats:
-            keras_path = work / "enet_folded.keras"
-            folded.save(keras_path)
-            keras_size = _size_mb(keras_path)
-        if "savedmodel" in formats:
-            serving_dir = export.export_saved_model(folded, work / "serving", warmup_images=[np.zeros((8, 8, 3), np.uint8)])
-            serving = (serving_dir, tf.saved_model.load(serving_dir).signatures["serving_default"])
-
+            folded.save(work / "enet_folded.keras")
+            keras_size = disk_size(work / "enet_folded.keras") / 1e6
+        keras_predictors = {}
         rows = []
         for height, width in sizes:
             resolution = f"{height}x{width}"
             gflops = count_flops(folded, height, width)
             image = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
 
-            def add(fmt, runtime, precision, n_threads, size, fn, note="", delegation=None):
-                # `fn()` builds the runner and `delegation()` reads XNNPACK's share, both inside
-                # the try, so a model the runtime cannot load is a failed row, not a crash.
+            def add(fmt, n_threads, size, make_predictor, delegation=None):
+                # The predictor is made, timed and asked for XNNPACK's share inside the try, so
+                # a model a runtime cannot load or run is a failed row, not a crash.
+                runtime = fmt.split("_")[0] if fmt.startswith("tflite_") else fmt
+                note = notes[runtime]
+                if fmt == "tflite_int8":
+                    note += f"; calibrated on {num_calibration_images} random images"
                 if verbose:
                     print(f"{resolution} {fmt} {n_threads} threads ...", file=sys.stderr, flush=True)
                 try:
-                    median, fastest, slowest = time_ms(fn(), runs, warmup)
+                    median, fastest, slowest = time_ms(make_predictor().runner(image), runs, warmup)
                     delegation = delegation() if delegation else None
                 except Exception as error:  # noqa: BLE001 - a failing runtime is a row, not a crash
                     median = fastest = slowest = math.nan
                     delegation = None
                     note = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
                 row = {
-                    "device": device, "runtime": runtime, "format": fmt, "precision": precision,
+                    "device": device, "runtime": runtime_names[runtime], "format": fmt,
+                    "precision": fmt.split("_")[1] if fmt.startswith("tflite_") else "fp32",
                     "resolution": resolution, "threads": n_threads, "batch": 1, "size_mb": size,
                     "median_ms": median, "min_ms": fastest, "max_ms": slowest, "runs": runs,
                     "warmup": warmup, "gflops": gflops, "gflops_per_s": gflops / (median / 1000), "note": note,
@@ -366,58 +359,37 @@ def benchmark(
 
             for fmt in formats:
                 if fmt in ("keras", "keras_xla"):
-                    xla = fmt == "keras_xla"
-                    x = tf.constant(image.astype(np.float32))
-
-                    def keras_fn(xla=xla, x=x):
-                        function = tf.function(lambda t: folded(t, training=False), jit_compile=xla)
-                        return lambda: function(x).numpy()
-
-                    add(fmt, tf_runtime + (" XLA" if xla else ""), "fp32", tf_threads, keras_size, keras_fn,
-                        "tf.function, BN folded")
-                elif fmt == "savedmodel":
-                    x = tf.constant(image)
-                    add(fmt, f"TensorFlow {tf.__version__} SavedModel", "fp32", tf_threads, _size_mb(serving[0]),
-                        lambda x=x: lambda: serving[1](images=x)["class_ids"].numpy(), "uint8 in, pad+softmax+argmax")
-                elif fmt.startswith("tflite_"):
-                    precision = fmt.split("_", 1)[1]
-                    images, note = None, "invoke() only"
-                    if precision == "int8":
+                    if fmt not in keras_predictors:  # one tf.function per format, traced per size
+                        keras_predictors[fmt] = runtimes.KerasPredictor(folded, jit_compile=fmt == "keras_xla")
+                    add(fmt, tf_threads, keras_size, lambda fmt=fmt: keras_predictors[fmt])
+                    continue
+                # Every other format is an export, written by the export registry.
+                folder = work / ("savedmodel" if fmt == "savedmodel" else f"{fmt}_{resolution}")
+                try:
+                    if not folder.exists():  # the SavedModel takes any size: exported once
                         rng = np.random.default_rng(1)
-                        images = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(num_calibration_images)]
-                        note = f"invoke() only; calibrated on {num_calibration_images} random images"
-                    path = work / f"enet_{precision}_{resolution}.tflite"
-                    try:
-                        export.tflite.export(folded, path, height, width, precision, images, num_calibration_images)
-                    except Exception as error:  # noqa: BLE001
-                        for n in threads:
-                            add(fmt, litert, precision, n, math.nan, _raiser(error))
-                        continue
-                    for n in threads:
-                        add(fmt, litert, precision, n, _size_mb(path), lambda path=path, n=n: _tflite_runner(path, n), note,
+                        calibration = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+                                       for _ in range(num_calibration_images)] if fmt == "tflite_int8" else None
+                        export_all(folded, folder, [fmt], height, width, calibration_images=calibration,
+                                   num_calibration_images=num_calibration_images, verbose=0)
+                    (written,) = json.loads((folder / "export_summary.json").read_text())["files"]
+                except Exception as error:  # noqa: BLE001
+                    for n in threads if fmt != "savedmodel" else [tf_threads]:
+                        add(fmt, n, math.nan, _raiser(error))
+                    continue
+                path, size = written["path"], written["size_MB"]
+                if fmt == "savedmodel":
+                    add(fmt, tf_threads, size, lambda path=path: runtimes.SavedModelPredictor(path))
+                for n in threads if fmt != "savedmodel" else []:
+                    if fmt.startswith("tflite_"):
+                        add(fmt, n, size, lambda path=path, n=n: runtimes.TFLitePredictor(path, n),
                             lambda path=path, n=n: xnnpack_delegation(path, n))
-                elif fmt == "onnx":
-                    path = work / f"enet_{resolution}.onnx"
-                    try:
-                        export.export_onnx(folded, path, height, width, batch_size=1)
-                    except Exception as error:  # noqa: BLE001
-                        for n in threads:
-                            add(fmt, ort, "fp32", n, math.nan, _raiser(error))
-                        continue
-                    x = image.astype(np.float32)
-                    for n in threads:
-                        add(fmt, ort, "fp32", n, _size_mb(path), lambda path=path, n=n: _onnx_runner(path, n, x))
+                    else:
+                        add(fmt, n, size, lambda path=path, n=n: runtimes.OnnxPredictor(path, n))
         return rows
     finally:
         if temporary is not None:
             temporary.cleanup()
-
-
-def _onnx_runner(path, threads, images):
-    from enet_keras.export import OnnxSegmenter
-
-    runner = OnnxSegmenter(path, num_threads=threads)
-    return lambda: runner.predict(images)
 
 
 def _raiser(error):

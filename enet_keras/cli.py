@@ -49,7 +49,7 @@ def add_switch(parser, name, default, help):
     is `default` when neither is given; `help` should end with the default."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument(f"--{name}", dest=name, action="store_true", default=default, help=help)
-    group.add_argument(f"--no_{name}", dest=name, action="store_false", help=f"Turn --{name} off")
+    group.add_argument(f"--no_{name}", dest=name, action="store_false", help=f"Turn --{name} off (default: see --{name})")
 
 
 def add_data_args(parser, default="camvid", needed_for=None):

@@ -104,3 +104,11 @@ def remove_stale_temporaries(folder, names=None):
                     os.remove(path)
             removed.append(path)
     return removed
+
+
+def disk_size(path):
+    """Bytes of a file, or of all files under a folder."""
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)

@@ -1,132 +1,11 @@
-"""Inference: the inference-optimised ENet (batch normalization folded into the convolutions,
-dropout removed), and segmenting images, folders and videos into files.
-
-Folding. The paper (Sec. 4): "we merge batch normalization and dropout layers into the
-convolutional filters". A BatchNormalization that directly follows a Conv2D or Conv2DTranspose
-(whose output feeds nothing else) becomes part of it:
-
-    scale = gamma / sqrt(moving_variance + epsilon)
-    kernel' = kernel * scale (per output channel),  bias' = (bias - moving_mean) * scale + beta
-
-We rebuild the functional graph with `keras.models.clone_model`: such convolutions are cloned
-with `use_bias=True`, the folded BatchNormalization and every (Spatial)Dropout layer are
-replaced by `keras.layers.Identity` of the same name, and all other layers keep their weights.
-
-The one exception is the initial block, whose BatchNormalization follows a Concatenate of the
-3x3 convolution (13 channels) and the max pooling (3 channels). We keep that BatchNormalization
-as it is (a per-channel affine at inference; TFLite/XLA lower it to one multiply-add): folding
-only its first 13 channels into the convolution would still leave an affine op on the pooled
-channels, so it saves nothing.
-"""
+"""Segmenting images, folders and videos into files (class-id PNGs and overlays) with any
+runtime's `Predictor` (`enet_keras.runtimes`). The inference-optimised model itself (batch
+normalization folded) is `enet_keras.rewrite.fold_batch_norm`."""
 
 import os
 
-import numpy as np
 import keras
-
-_CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.Conv2DTranspose)
-_DROPOUTS = (keras.layers.Dropout, keras.layers.SpatialDropout1D, keras.layers.SpatialDropout2D,
-             keras.layers.SpatialDropout3D)
-
-
-def _producer(layer):
-    """The layer whose output is `layer`'s only input, or None."""
-    nodes = layer._inbound_nodes
-    if len(nodes) != 1 or len(nodes[0].input_tensors) != 1:
-        return None
-    return nodes[0].input_tensors[0]._keras_history.operation
-
-
-def _foldable_pairs(model):
-    """{conv name: bn name} for each BatchNormalization that directly follows a convolution
-    used once, whose output goes nowhere else."""
-    pairs = {}
-    for layer in model.layers:
-        if not isinstance(layer, keras.layers.BatchNormalization):
-            continue
-        conv = _producer(layer)
-        if (
-            isinstance(conv, _CONVOLUTIONS)
-            and len(conv._inbound_nodes) == 1
-            and len(conv._outbound_nodes) == 1
-            and layer.axis in (-1, len(layer.input.shape) - 1)
-        ):
-            pairs[conv.name] = layer.name
-    return pairs
-
-
-def _folded_weights(conv, bn):
-    gamma = np.asarray(bn.gamma) if bn.scale else 1.0
-    beta = np.asarray(bn.beta) if bn.center else 0.0
-    mean = np.asarray(bn.moving_mean, dtype=np.float64)
-    variance = np.asarray(bn.moving_variance, dtype=np.float64)
-    scale = gamma / np.sqrt(variance + bn.epsilon)
-    kernel = np.asarray(conv.kernel, dtype=np.float64)
-    bias = np.asarray(conv.bias, dtype=np.float64) if conv.use_bias else np.zeros_like(mean)
-    if isinstance(conv, keras.layers.Conv2DTranspose):
-        kernel = kernel * scale[None, None, :, None]  # (kh, kw, out, in)
-    else:
-        kernel = kernel * scale  # (kh, kw, in, out)
-    bias = (bias - mean) * scale + beta
-    return [kernel.astype(np.float32), bias.astype(np.float32)]
-
-
-def fold_batch_norm(model):
-    """The inference-optimised copy of a functional model: BN folded into convolutions, no dropout.
-
-    See the module docstring for what is folded (all of ENet's BatchNormalization layers but the
-    initial block's). Layer names are kept, so weights still match by name; the folded BN and
-    the dropout layers become `Identity` layers. The original model is not changed.
-
-    Args:
-        model: a functional `keras.Model`, e.g. a trained `ENet(num_classes)`.
-
-    Returns:
-        A `keras.Model` whose outputs equal the original's in inference mode (up to float
-        rounding, about 1e-5).
-
-    Raises:
-        ValueError: if `model` is not a functional model.
-
-    Example:
-
-    >>> from enet_keras import ENet
-    >>> folded = fold_batch_norm(ENet(num_classes=3))
-    >>> sum(isinstance(l, keras.layers.BatchNormalization) for l in folded.layers)
-    1
-    """
-    if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
-        raise ValueError(f"fold_batch_norm needs a functional keras.Model. Received: {type(model).__name__}")
-    pairs = _foldable_pairs(model)
-    folded_bns = set(pairs.values())
-
-    def clone(layer):
-        if layer.name in folded_bns or isinstance(layer, _DROPOUTS):
-            return keras.layers.Identity(name=layer.name)
-        config = layer.get_config()
-        if layer.name in pairs:
-            config["use_bias"] = True
-            config["bias_initializer"] = "zeros"
-        return layer.__class__.from_config(config)
-
-    def call(layer, *args, **kwargs):
-        if isinstance(layer, keras.layers.Identity):
-            kwargs = {}  # BatchNormalization/Dropout call arguments (training, mask) do not apply.
-        return layer(*args, **kwargs)
-
-    folded = keras.models.clone_model(model, clone_function=clone, call_function=call)
-    originals = {layer.name: layer for layer in model.layers}
-    for layer in folded.layers:
-        original = originals[layer.name]
-        if layer.name in pairs:
-            layer.set_weights(_folded_weights(original, originals[pairs[layer.name]]))
-        elif layer.weights and not isinstance(layer, keras.layers.Identity):
-            layer.set_weights(original.get_weights())
-    return folded
-
-
-# ----------------------------------------------------------------------------------------------
-# Segmenting files.
+import numpy as np
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
@@ -240,7 +119,7 @@ def segment(predictor, image):
     resized (bilinear) to their input size and their class ids resized back (nearest).
 
     Args:
-        predictor: `enet_keras.evaluation.Predictor`.
+        predictor: `enet_keras.runtimes.Predictor`.
         image: uint8 array (H, W, 3).
 
     Returns:
@@ -266,7 +145,7 @@ def predict_to_files(predictor, input_path, output_dir, palette, class_names, al
       classes present.
 
     Args:
-        predictor: `enet_keras.evaluation.Predictor`.
+        predictor: `enet_keras.runtimes.Predictor`.
         input_path: str. An image, a folder of images or a video (.mp4, .avi, .mov, .mkv).
         output_dir: str. Output folder (created).
         palette: sequence of (r, g, b), at least one per class.

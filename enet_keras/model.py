@@ -198,6 +198,26 @@ def transfer_weights(source, target, skip=()):
     return copied
 
 
+def check_model_file(path, flag="--model"):
+    """Checks, without loading it, that `path` is a whole `.keras` file; returns the path as str.
+
+    Raises:
+        FileNotFoundError: if there is no file at `path`.
+        ValueError: if it is a folder, empty, or not a zip archive (truncated or another format).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{flag}: no model file at {path}")
+    if os.path.isdir(path):
+        raise ValueError(f"{flag}: {path} is a folder; expected a .keras file")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{flag}: {path} is empty; expected a .keras file")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{flag}: {path} is not a .keras file (a .keras file is a zip archive; this one is "
+                         "truncated or another format)")
+    return path
+
+
 def load_model(path, flag="--model", compile=False):
     """Loads a trained `.keras` ENet in Keras' safe mode (a file with a Lambda layer is refused
     without running its code), with errors that name the file and say what is wrong with it.
@@ -223,16 +243,7 @@ def load_model(path, flag="--model", compile=False):
     """
     import enet_keras  # noqa: F401  (registers the custom layers, loss and metrics)
 
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{flag}: no model file at {path}")
-    if os.path.isdir(path):
-        raise ValueError(f"{flag}: {path} is a folder; expected a .keras file")
-    if os.path.getsize(path) == 0:
-        raise ValueError(f"{flag}: {path} is empty; expected a .keras file")
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"{flag}: {path} is not a .keras file (a .keras file is a zip archive; this one is "
-                         "truncated or another format)")
+    path = check_model_file(path, flag)
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as error:  # noqa: BLE001 - whatever Keras raises, name the file

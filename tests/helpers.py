@@ -3,6 +3,8 @@
 import numpy as np
 import keras
 
+from enet_keras import _internals
+
 
 def assert_model_round_trip(model, inputs, tmp_path, atol=1e-6):
     """Saves `model` to a `.keras` file, reloads it in safe mode and checks equal outputs."""
@@ -95,8 +97,8 @@ def assert_same_function(other, model, images, rel=1e-5):
     np.testing.assert_allclose(initial_act(other), expected, atol=tolerance(expected))
 
     def keys(layer):  # the (producing layer, output index) of each input of `layer`
-        (node,) = layer._inbound_nodes
-        return [(t._keras_history[0].name, t._keras_history[2]) for t in keras.tree.flatten(node.input_tensors)]
+        (node,) = _internals.inbound_nodes(layer)
+        return [(_internals.history(t)[0].name, _internals.history(t)[2]) for t in keras.tree.flatten(node.input_tensors)]
 
     tensors = {(l.name, i): t for l in model.layers for i, t in enumerate(keras.tree.flatten(l.output))}
     probe = keras.Model(model.inputs, list(tensors.values()))

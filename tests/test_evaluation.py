@@ -1,4 +1,4 @@
-"""Tests of enet_keras.evaluation, enet_keras.inference.fold_batch_norm and tools/evaluate.py."""
+"""Tests of enet_keras.evaluation, enet_keras.rewrite.fold_batch_norm and tools/evaluate.py."""
 
 import json
 import math
@@ -10,7 +10,7 @@ import keras
 import pytest
 from PIL import Image
 
-from enet_keras import ENet, data, evaluation, inference
+from enet_keras import ENet, data, evaluation, rewrite, runtimes
 from enet_keras.export import tflite
 from helpers import assert_same_confusion_up_to_near_ties
 
@@ -119,7 +119,7 @@ def test_fold_batch_norm_equal_outputs():
     keras.utils.set_random_seed(1)
     model = ENet(3)
     _randomize_batch_norm(model, seed=1)
-    folded = inference.fold_batch_norm(model)
+    folded = rewrite.fold_batch_norm(model)
     bns = [l.name for l in folded.layers if isinstance(l, keras.layers.BatchNormalization)]
     assert bns == ["initial_bn"]  # the one BN after a Concatenate stays (see the module docstring)
     assert not any(isinstance(l, keras.layers.SpatialDropout2D) for l in folded.layers)
@@ -167,7 +167,7 @@ def test_evaluate_keras_and_tflite_identical(models, source, tmp_path, capsys):
     compared = evaluation.evaluate(models["tflite"], source, verbose=0, reference=models["keras"])
     assert compared["agreement"] == 1.0 and compared["reference"] == models["keras"]
     assert "agreement with" in evaluation.format_results(compared)
-    other = evaluation.evaluate(models["tflite"], source, verbose=0, reference=evaluation.KerasPredictor(ENet(8)))
+    other = evaluation.evaluate(models["tflite"], source, verbose=0, reference=runtimes.KerasPredictor(ENet(8)))
     assert other["agreement"] < 1.0
 
 
@@ -191,10 +191,10 @@ def test_evaluate_saved_model_identical(models, source):
 
 
 def test_predictor_pads_dynamic_sizes(models):
-    predictor = evaluation.KerasPredictor(ENet(3))
+    predictor = runtimes.KerasPredictor(ENet(3))
     assert predictor.input_size is None and predictor.num_classes == 3
     assert predictor.predict(np.zeros((2, 30, 41, 3), np.uint8)).shape == (2, 30, 41)
-    fixed = evaluation.load_predictor(models["tflite"])
+    fixed = runtimes.load_predictor(models["tflite"])
     assert fixed.input_size == (SIZE, SIZE) and fixed.num_classes == 8
     with pytest.raises(ValueError, match=r"fixed input size \(64, 64\)"):
         fixed.predict(np.zeros((1, 32, 32, 3), np.uint8))
@@ -213,6 +213,6 @@ def test_evaluate_errors(tmp_path, source):
     unknown = tmp_path / "model.pt"
     unknown.write_bytes(b"x")
     with pytest.raises(ValueError, match="model.pt"):
-        evaluation.load_predictor(str(unknown))
+        runtimes.load_predictor(str(unknown))
     with pytest.raises(ValueError, match="batch_size"):
         evaluation.evaluate(str(wrong), source, batch_size=0)

@@ -18,7 +18,7 @@ import pytest
 import keras
 import tensorflow as tf
 
-from enet_keras import ENet, export
+from enet_keras import ENet, export, runtimes
 from enet_keras.export import saved_model, tflite
 from helpers import near_ties
 
@@ -256,7 +256,7 @@ def test_tflite_fp32_matches_keras_with_batch_norm_folded(model, images, exporte
     assert np.abs(logits - expected).max() < 1e-4 * np.abs(expected).max()
     flatbuffer = path.read_bytes()
     tflite.check_builtin_only(flatbuffer)
-    names = tflite.ops(flatbuffer)
+    names = tflite.op_names(flatbuffer)
     # Batch norm is folded into the convolutions (no RSQRT/SUB chain from unfolded statistics),
     # and dropout is gone in inference.
     assert not {"BATCH_NORMALIZATION", "RSQRT", "SUB", "RANDOM_UNIFORM", "MULTINOMIAL"} & set(names), names
@@ -301,12 +301,12 @@ def test_calibration_images_cover_and_crop():
 @pytest.mark.slow
 def test_onnx_matches_keras_and_unpools_without_maxunpool(model, images, exported):
     path = exported["dir"] / "enet.onnx"
-    runner = export.OnnxSegmenter(path, num_threads=2)
+    runner = runtimes.OnnxPredictor(path, num_threads=2)
     assert runner.input_shape == (1, HEIGHT, WIDTH, 3)
-    logits = np.concatenate([runner.predict(image[None]) for image in images])
+    logits = np.concatenate([runner.logits(image[None]) for image in images])
     expected = keras_logits(model, images)
     assert np.abs(logits - expected).max() < 1e-4 * np.abs(expected).max()
-    names = export.onnx.ops(path)
+    names = export.onnx.op_names(path)
     assert "MaxUnpool" not in names and "Conv" in names and "ConvTranspose" in names
     # No activation-sized constants folded from zeros_like/full_like: the file does not grow
     # with the export resolution.
@@ -323,11 +323,11 @@ def test_onnx_matches_keras_and_unpools_without_maxunpool(model, images, exporte
 @pytest.mark.parametrize("bad, message", [
     (np.zeros((1, HEIGHT, WIDTH), np.uint8), r"shape \(1, 64, 96\)"),
     (np.zeros((1, HEIGHT, WIDTH, 4), np.uint8), r"\(batch, height, width, 3\).*shape \(1, 64, 96, 4\)"),
-    (np.zeros((1, 32, 32, 3), np.uint8), "expected height 64"),
+    (np.zeros((1, 32, 32, 3), np.uint8), r"fixed input size \(64, 96\)"),
     (np.zeros((1, HEIGHT, WIDTH, 3), bool), "dtype bool"),
 ])
 def test_onnx_runner_rejects_bad_input(exported, bad, message):
-    runner = export.OnnxSegmenter(exported["dir"] / "enet.onnx")
+    runner = runtimes.OnnxPredictor(exported["dir"] / "enet.onnx")
     with pytest.raises(ValueError, match=message):
         runner.predict(bad)
 

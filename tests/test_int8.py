@@ -5,6 +5,7 @@ import pytest
 import keras
 
 from enet_keras import ENet, MaximumPReLU
+from enet_keras import rewrite
 from enet_keras.export import tflite
 from helpers import assert_same_function, with_random_slopes, with_random_statistics
 
@@ -12,7 +13,7 @@ from helpers import assert_same_function, with_random_slopes, with_random_statis
 def test_export_form_equals_training_form():
     # Trained slopes are often negative.
     model = with_random_statistics(with_random_slopes(ENet(num_classes=3), -0.5, 1.0))
-    form = tflite.int8_export_form(model)
+    form = rewrite.int8_export_form(model)
     assert not any(isinstance(l, keras.layers.PReLU) for l in form.layers)
     assert sum(isinstance(l, MaximumPReLU) for l in form.layers) == sum(
         isinstance(l, keras.layers.PReLU) for l in model.layers)
@@ -33,7 +34,7 @@ def test_slopes_outside_unit_interval_keep_prelu():
     model = ENet(num_classes=3)
     model.get_layer("bottleneck1_1_act").alpha.assign(np.full((1, 1, 64), 1.5, "float32"))
     with pytest.warns(UserWarning, match="bottleneck1_1_act"):
-        form = tflite.int8_export_form(model)
+        form = rewrite.int8_export_form(model)
     assert isinstance(form.get_layer("bottleneck1_1_act"), keras.layers.PReLU)
     assert isinstance(form.get_layer("bottleneck1_2_act"), MaximumPReLU)
 
@@ -47,7 +48,7 @@ def test_int8_tflite_has_no_prelu_and_takes_uint8():
     calibration = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(4)]
     flatbuffer = tflite.convert(model, 64, 64, "int8", calibration)
     # No PRELU (XNNPACK does not run it in int8) and no SELECT_V2 (a slow broadcasting kernel).
-    assert {"PRELU", "SELECT_V2"}.isdisjoint(tflite.ops(flatbuffer)) and "MAXIMUM" in tflite.ops(flatbuffer)
+    assert {"PRELU", "SELECT_V2"}.isdisjoint(tflite.op_names(flatbuffer)) and "MAXIMUM" in tflite.op_names(flatbuffer)
     interpreter = Interpreter(model_content=flatbuffer)
     interpreter.allocate_tensors()
     # The first convolution reads the pixels at their own scale (1, raw uint8 values), not at a

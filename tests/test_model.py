@@ -126,7 +126,7 @@ def test_tflite_builtins_only_and_agrees_with_keras():
 
     model = ENet(num_classes=19)
     flatbuffer = tflite.convert(model, 360, 480)
-    names = tflite.ops(flatbuffer)
+    names = tflite.op_names(flatbuffer)
     assert not any(n.startswith("Flex") for n in names)
     assert "BATCH_NORMALIZATION" not in names and "CONV_2D" in names
     interpreter = Interpreter(model_content=flatbuffer, num_threads=2)

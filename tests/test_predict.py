@@ -9,7 +9,7 @@ import keras
 import pytest
 from PIL import Image
 
-from enet_keras import ENet, evaluation, inference, visualize
+from enet_keras import ENet, inference, runtimes, visualize
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
 import predict as predict_tool  # noqa: E402
@@ -37,7 +37,7 @@ def test_predict_image_sizes_and_palette(keras_model, tmp_path):
     assert sorted(os.path.basename(p) for p in written) == ["street_class_ids.png", "street_overlay.png"]
     ids = np.asarray(Image.open(out / "street_class_ids.png"))
     assert ids.shape == (60, 70) and ids.dtype == np.uint8 and ids.max() < 3
-    np.testing.assert_array_equal(ids, inference.segment(evaluation.load_predictor(keras_model), image))
+    np.testing.assert_array_equal(ids, inference.segment(runtimes.load_predictor(keras_model), image))
     side = np.asarray(Image.open(out / "street_overlay.png").convert("RGB"))
     assert side.shape[1] == 140 and side.shape[0] > 60  # input | overlay, legend below
     np.testing.assert_array_equal(side[:60, :70], image)

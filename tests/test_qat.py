@@ -12,6 +12,7 @@ pytest.importorskip("tensorflow_model_optimization")
 pytest.importorskip("tf_keras")
 
 from enet_keras import ENet  # noqa: E402
+from enet_keras import rewrite  # noqa: E402
 from enet_keras.export import tflite  # noqa: E402
 from enet_keras.training import qat  # noqa: E402
 from helpers import assert_same_function, with_random_slopes, with_random_statistics  # noqa: E402
@@ -22,7 +23,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def test_tf_keras_twin_computes_the_same_function():
     model = with_random_statistics(with_random_slopes(ENet(num_classes=4), -0.5, 1.0))
     twin = qat.tf_keras_twin(model)
-    assert [l.name for l in twin.layers] == [l.name for l in tflite.int8_export_form(model).layers]
+    assert [l.name for l in twin.layers] == [l.name for l in rewrite.int8_export_form(model).layers]
     images = np.random.default_rng(1).integers(0, 256, (2, 64, 96, 3)).astype("float32")
     assert_same_function(twin, model, images)
 
@@ -62,7 +63,7 @@ def test_index_pooling_converts_to_int8_after_annotation():
     images = list(np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8))
     for seed in range(8):
         flatbuffer = qat.convert_int8(qat.quantize_model(_pool_unpool_model(seed)), 16, 16, images, 2)
-        assert "CONV_2D" in tflite.ops(flatbuffer) and "SPLIT" not in tflite.ops(flatbuffer)
+        assert "CONV_2D" in tflite.op_names(flatbuffer) and "SPLIT" not in tflite.op_names(flatbuffer)
 
 
 def test_tool_missing_model_is_named(tmp_path, capsys):
@@ -113,7 +114,7 @@ def test_qat_round_trip_through_the_tool(tmp_path):
     assert not np.array_equal(tuned, model.get_layer("bottleneck1_1_expand_conv").kernel.numpy())  # it trained
 
     flatbuffer = output.read_bytes()
-    assert {"PRELU", "SELECT_V2"}.isdisjoint(tflite.ops(flatbuffer))
+    assert {"PRELU", "SELECT_V2"}.isdisjoint(tflite.op_names(flatbuffer))
     interpreter = Interpreter(model_content=flatbuffer)
     interpreter.allocate_tensors()
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()

@@ -21,9 +21,8 @@ import shlex
 import sys
 
 from enet_keras import cli
+from enet_keras.benchmark import FORMATS
 from enet_keras.cli import comma_list
-
-FORMATS = ("keras", "keras_xla", "savedmodel", "tflite_fp32", "tflite_fp16", "tflite_int8", "onnx")
 DEFAULT_SIZES = "360x480,360x640,720x1280"
 
 

@@ -39,11 +39,11 @@ def main(argv=None):
         parser.error(f"--every must be >= 1. Received: --every {args.every}")
     if not 0.0 <= args.alpha <= 1.0:
         parser.error(f"--alpha must be in [0, 1]. Received: --alpha {args.alpha}")
-    from enet_keras import evaluation, inference, visualize
+    from enet_keras import inference, runtimes, visualize
     from enet_keras.files import atomic_write_json
 
     inference.check_inputs(args.input)  # fail on a bad input before loading the model
-    predictor = evaluation.load_predictor(args.model)
+    predictor = runtimes.load_predictor(args.model)
     palette, class_names = visualize.get_palette(args.palette, predictor.num_classes)
     written = inference.predict_to_files(
         predictor, args.input, args.output_dir, palette, class_names, alpha=args.alpha, every=args.every

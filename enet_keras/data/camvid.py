@@ -2,7 +2,7 @@
 
 import os
 
-from enet_keras.data import files
+from enet_keras.data import image_files
 from enet_keras.data.source import SPLITS, Source
 from enet_keras.pretrained import CAMVID_CLASSES, CAMVID_PALETTE
 
@@ -41,20 +41,20 @@ def camvid_source(split, data_dir=None, invalid_labels="error", check_files=True
     """
     if split not in SPLITS:
         raise ValueError(f"camvid split must be one of {SPLITS}. Received: split={split!r}")
-    files.check_invalid_labels(invalid_labels)
-    data_dir = files.require_data_dir(data_dir, "camvid", _LAYOUT)
+    image_files.check_invalid_labels(invalid_labels)
+    data_dir = image_files.require_data_dir(data_dir, "camvid", _LAYOUT)
     image_dir = os.path.join(data_dir, split)
     label_dir = os.path.join(data_dir, split + "annot")
-    images = files.list_files(image_dir, (".png",), "image")
-    labels = files.list_files(label_dir, (".png",), "label")
-    pairs = files.pair_files(images, labels, image_dir, label_dir, lambda k: k + ".png")
+    images = image_files.list_files(image_dir, (".png",), "image")
+    labels = image_files.list_files(label_dir, (".png",), "label")
+    pairs = image_files.pair_files(images, labels, image_dir, label_dir, lambda k: k + ".png")
     if check_files:
-        kind = files.check_pairs(pairs, files.ID_MODES)
+        kind = image_files.check_pairs(pairs, image_files.ID_MODES)
     else:
-        kind = files.label_kind_of(pairs[0][1], files.ID_MODES)
+        kind = image_files.label_kind_of(pairs[0][1], image_files.ID_MODES)
 
     def make_dataset(shuffle_seed):
-        return files.pairs_dataset(pairs, kind, len(CAMVID_CLASSES), CAMVID_IGNORE_LABEL,
+        return image_files.pairs_dataset(pairs, kind, len(CAMVID_CLASSES), CAMVID_IGNORE_LABEL,
                                    invalid_labels, shuffle_seed)
 
     return Source(

@@ -2,7 +2,7 @@
 
 import os
 
-from enet_keras.data import files
+from enet_keras.data import image_files
 from enet_keras.data.source import SPLITS, Source
 
 CITYSCAPES_CLASSES = (
@@ -60,20 +60,20 @@ def cityscapes_source(split, data_dir=None, check_files=True):
     """
     if split not in SPLITS:
         raise ValueError(f"cityscapes split must be one of {SPLITS}. Received: split={split!r}")
-    data_dir = files.require_data_dir(data_dir, "cityscapes", _LAYOUT)
+    data_dir = image_files.require_data_dir(data_dir, "cityscapes", _LAYOUT)
     image_dir = os.path.join(data_dir, "leftImg8bit", split)
     label_dir = os.path.join(data_dir, "gtFine", split)
-    images = files.list_files(image_dir, ("_leftImg8bit.png",), "image", subfolders=True)
-    labels = files.list_files(label_dir, ("_gtFine_labelIds.png",), "label", subfolders=True)
-    pairs = files.pair_files(images, labels, image_dir, label_dir,
+    images = image_files.list_files(image_dir, ("_leftImg8bit.png",), "image", subfolders=True)
+    labels = image_files.list_files(label_dir, ("_gtFine_labelIds.png",), "label", subfolders=True)
+    pairs = image_files.pair_files(images, labels, image_dir, label_dir,
                              lambda k: k + "_gtFine_labelIds.png")
     if check_files:
-        kind = files.check_pairs(pairs, files.ID_MODES)
+        kind = image_files.check_pairs(pairs, image_files.ID_MODES)
     else:
-        kind = files.label_kind_of(pairs[0][1], files.ID_MODES)
+        kind = image_files.label_kind_of(pairs[0][1], image_files.ID_MODES)
 
     def make_dataset(shuffle_seed):
-        return files.pairs_dataset(pairs, kind, len(CITYSCAPES_CLASSES), CITYSCAPES_IGNORE_LABEL,
+        return image_files.pairs_dataset(pairs, kind, len(CITYSCAPES_CLASSES), CITYSCAPES_IGNORE_LABEL,
                                    "error", shuffle_seed, id_map=LABEL_ID_TO_TRAIN_ID)
 
     return Source(

@@ -5,7 +5,7 @@ import os
 
 import tensorflow as tf
 
-from enet_keras.data import files
+from enet_keras.data import image_files
 from enet_keras.data.source import SPLITS, Source
 
 _LAYOUT = ("<split>/images/ (RGB .png/.jpg/.jpeg/.bmp) and <split>/masks/ (.png, same base "
@@ -132,7 +132,7 @@ def folder_source(split, data_dir=None, num_classes=None, ignore_label=255, pale
     """
     if split not in SPLITS:
         raise ValueError(f"folder split must be one of {SPLITS}. Received: split={split!r}")
-    files.check_invalid_labels(invalid_labels)
+    image_files.check_invalid_labels(invalid_labels)
     palette = names = None
     if palette_file is not None:
         palette, names = read_palette_file(os.fspath(palette_file))
@@ -148,20 +148,20 @@ def folder_source(split, data_dir=None, num_classes=None, ignore_label=255, pale
                          f"num_classes={num_classes}")
     if class_names is None:
         class_names = names[:num_classes] if names else tuple(f"class_{i}" for i in range(num_classes))
-    data_dir = files.require_data_dir(data_dir, "folder", _LAYOUT)
+    data_dir = image_files.require_data_dir(data_dir, "folder", _LAYOUT)
     image_dir = os.path.join(data_dir, split, "images")
     label_dir = os.path.join(data_dir, split, "masks")
-    images = files.list_files(image_dir, files.IMAGE_EXTENSIONS, "image")
-    labels = files.list_files(label_dir, (".png",), "mask")
-    pairs = files.pair_files(images, labels, image_dir, label_dir, lambda k: k + ".png")
-    kinds = dict(files.ID_MODES, **(files.COLOR_MODES if palette is not None else {}))
+    images = image_files.list_files(image_dir, image_files.DECODABLE_EXTENSIONS, "image")
+    labels = image_files.list_files(label_dir, (".png",), "mask")
+    pairs = image_files.pair_files(images, labels, image_dir, label_dir, lambda k: k + ".png")
+    kinds = dict(image_files.ID_MODES, **(image_files.COLOR_MODES if palette is not None else {}))
     if check_files:
-        kind = files.check_pairs(pairs, kinds)
+        kind = image_files.check_pairs(pairs, kinds)
     else:
-        kind = files.label_kind_of(pairs[0][1], kinds)
+        kind = image_files.label_kind_of(pairs[0][1], kinds)
 
     def make_dataset(shuffle_seed):
-        return files.pairs_dataset(pairs, kind, num_classes, ignore_label, invalid_labels,
+        return image_files.pairs_dataset(pairs, kind, num_classes, ignore_label, invalid_labels,
                                    shuffle_seed, palette=palette)
 
     shown = palette[:num_classes] if palette is not None else default_palette(num_classes)

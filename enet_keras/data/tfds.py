@@ -9,7 +9,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from enet_keras.data import files
+from enet_keras.data import image_files
 from enet_keras.data.cityscapes import (
     CITYSCAPES_CLASSES, CITYSCAPES_IGNORE_LABEL, CITYSCAPES_PALETTE, LABEL_ID_TO_TRAIN_ID,
 )
@@ -87,8 +87,8 @@ def tfds_source(split, data_dir=None, tfds_data_dir=None, shuffle_buffer=256):
         image = tf.io.decode_png(example["image_left"], channels=3)
         label = tf.io.decode_png(example["segmentation_label"], channels=1)[..., 0]
         label = tf.gather(lut, tf.cast(label, tf.int32))
-        label = files.check_same_size(image, label, example["image_id"], example["image_id"])
-        label = files.finish_label(label, example["image_id"], len(CITYSCAPES_CLASSES),
+        label = image_files.check_same_size(image, label, example["image_id"], example["image_id"])
+        label = image_files.finish_label(label, example["image_id"], len(CITYSCAPES_CLASSES),
                                    CITYSCAPES_IGNORE_LABEL, "error")
         return image, label
 

@@ -19,7 +19,7 @@ import uuid
 
 import tensorflow as tf
 
-from enet_keras.data import files
+from enet_keras.data import image_files
 from enet_keras.data.source import SPLITS, Source
 
 METADATA_FILE = "metadata.json"
@@ -194,8 +194,8 @@ def tfrecord_source(split, data_dir=None, invalid_labels="error", shuffle_buffer
     """
     if split not in SPLITS:
         raise ValueError(f"tfrecord split must be one of {SPLITS}. Received: split={split!r}")
-    files.check_invalid_labels(invalid_labels)
-    data_dir = files.require_data_dir(data_dir, "tfrecord",
+    image_files.check_invalid_labels(invalid_labels)
+    data_dir = image_files.require_data_dir(data_dir, "tfrecord",
                                       f"<split>-*.tfrecord shards and {METADATA_FILE}")
     meta = read_metadata(data_dir)
     splits = meta.get("splits", {})
@@ -216,8 +216,8 @@ def tfrecord_source(split, data_dir=None, invalid_labels="error", shuffle_buffer
         image = tf.io.decode_png(ex["image/encoded"], channels=3)
         label = tf.cast(tf.io.decode_png(ex["label/encoded"], channels=1)[..., 0], tf.int32)
         where = tf.strings.join([where_prefix, tf.strings.as_string(ex["image/index"])])
-        label = files.check_same_size(image, label, where, where)
-        label = files.finish_label(label, where, num_classes, ignore, invalid_labels)
+        label = image_files.check_same_size(image, label, where, where)
+        label = image_files.finish_label(label, where, num_classes, ignore, invalid_labels)
         return image, label
 
     def make_dataset(shuffle_seed):

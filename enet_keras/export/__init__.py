@@ -1,7 +1,7 @@
 """Exports of a trained ENet: TFLite, SavedModel for TF-Serving, ONNX and TensorRT."""
 
 from enet_keras.export import onnx, saved_model, tensorrt, tflite
-from enet_keras.export.onnx import OnnxSegmenter, export_onnx
+from enet_keras.export.onnx import export_onnx
 from enet_keras.export.saved_model import export_saved_model, serving_function
 from enet_keras.export.tensorrt import convert_tftrt, is_tensorrt_available
 from enet_keras.export.tflite import calibration_images
@@ -14,7 +14,6 @@ __all__ = [
     "export_saved_model",
     "serving_function",
     "export_onnx",
-    "OnnxSegmenter",
     "convert_tftrt",
     "is_tensorrt_available",
     "calibration_images",

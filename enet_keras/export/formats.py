@@ -4,7 +4,7 @@ import os
 import time
 
 from enet_keras.faults import crash_point
-from enet_keras.files import atomic_directory, atomic_write_json
+from enet_keras.files import atomic_directory, atomic_write_json, disk_size
 
 # name: what the file is (in the order `export_all` writes them).
 FORMATS = {
@@ -17,12 +17,6 @@ FORMATS = {
 }
 DEFAULT_FORMATS = ("savedmodel", "tflite_fp32", "tflite_fp16", "tflite_int8", "onnx")
 SUMMARY = "export_summary.json"
-
-
-def _size(path):
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
 def check_destination(output_dir):
@@ -115,7 +109,7 @@ def export_all(model, output_dir, formats=DEFAULT_FORMATS, height=360, width=480
                     num_calibration_images=num_calibration_images,
                 )
             final = os.path.join(output_dir, os.path.relpath(path, tmp))
-            written.append({"format": fmt, "path": final, "size_MB": round(_size(path) / 1e6, 3),
+            written.append({"format": fmt, "path": final, "size_MB": round(disk_size(path) / 1e6, 3),
                             "seconds": round(time.time() - start, 1)})
             crash_point("export_written", fmt)
         for name, obj in (extra_files or {}).items():

@@ -96,7 +96,7 @@ def export_onnx(model, path, height=None, width=None, opset=17, batch_size=None)
     return os.fspath(path)
 
 
-def ops(path_or_proto):
+def op_names(path_or_proto):
     """The sorted set of ONNX op types in a model.
 
     Args:
@@ -109,69 +109,3 @@ def ops(path_or_proto):
 
     proto = onnx.load(os.fspath(path_or_proto)) if isinstance(path_or_proto, (str, os.PathLike)) else path_or_proto
     return sorted({node.op_type for node in proto.graph.node})
-
-
-class OnnxSegmenter:
-    """Runs an exported ENet `.onnx` with ONNX Runtime, checking its inputs.
-
-    Args:
-        path: str. The `.onnx` file.
-        num_threads: int or None. Intra-op threads; None lets ONNX Runtime choose. Defaults
-            to None.
-
-    Raises:
-        FileNotFoundError: if `path` does not exist.
-
-    Example:
-
-    >>> runner = OnnxSegmenter("/tmp/enet.onnx")
-    >>> runner.predict(np.zeros((1, 64, 64, 3), np.uint8)).shape
-    (1, 64, 64, 3)
-    """
-
-    def __init__(self, path, num_threads=None):
-        import onnxruntime
-
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"No ONNX model at {path}")
-        options = onnxruntime.SessionOptions()
-        if num_threads:
-            options.intra_op_num_threads = int(num_threads)
-            options.inter_op_num_threads = 1
-        self.path = path
-        self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        (self._input,) = self.session.get_inputs()
-        self.input_shape = tuple(d if isinstance(d, int) else None for d in self._input.shape)
-
-    def check_input(self, images):
-        """Returns `images` as float32 (B, H, W, 3), or raises `ValueError` naming what is wrong.
-
-        Accepts uint8, integer or float arrays of raw pixels in [0, 255].
-        """
-        images = np.asarray(images)
-        if images.dtype.kind not in "uif":
-            raise ValueError(
-                f"{self.path}: expected uint8 or float images of raw pixels in [0, 255]. "
-                f"Received: dtype {images.dtype}"
-            )
-        if images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(
-                f"{self.path}: expected images of shape (batch, height, width, 3) (RGB, channels "
-                f"last). Received: shape {images.shape}"
-            )
-        for received, expected, what in zip(images.shape, self.input_shape, ("batch", "height", "width")):
-            if expected is not None and received != expected:
-                raise ValueError(
-                    f"{self.path}: the model takes input shape {self.input_shape} (None = any); "
-                    f"expected {what} {expected}. Received: shape {images.shape}"
-                )
-        if any(size % 8 for size in images.shape[1:3]):
-            raise ValueError(
-                f"{self.path}: height and width must be multiples of 8. Received: shape {images.shape}"
-            )
-        return images.astype(np.float32, copy=False)
-
-    def predict(self, images):
-        """Float32 logits (B, H, W, num_classes) for (B, H, W, 3) images in [0, 255]."""
-        return self.session.run(None, {self._input.name: self.check_input(images)})[0]

@@ -27,10 +27,10 @@ to the input size, so any size works (pixels near the padded border see black be
 import os
 
 import numpy as np
-import keras
 import tensorflow as tf
 
 from enet_keras.files import atomic_directory
+from enet_keras.rewrite import dynamic_size_model
 
 SIGNATURE_KEY = "serving_default"
 INPUT_KEY = "images"
@@ -61,7 +61,7 @@ def serving_function(model):
     >>> tuple(outputs["class_ids"].shape), tuple(outputs["probabilities"].shape)
     ((1, 60, 70), (1, 60, 70, 3))
     """
-    model = _dynamic_size_model(model)
+    model = dynamic_size_model(model)
     class_dtype = tf.uint8 if int(model.output_shape[-1]) <= 256 else tf.int32
 
     def serve(images):
@@ -91,19 +91,6 @@ def _serving_root(model):
     concrete = root.serve.get_concrete_function()
     root.captured_variables = list(concrete.variables)
     return root, concrete
-
-
-def _dynamic_size_model(model):
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"model must be a keras.Model. Received: {type(model).__name__}")
-    shape = tuple(model.input_shape)
-    if len(shape) != 4 or shape[-1] != 3:
-        raise ValueError(f"model must take (batch, height, width, 3) images. Received: input_shape={shape}")
-    if shape[1] is None and shape[2] is None:
-        return model
-    dynamic = keras.models.clone_model(model, input_tensors=keras.Input(shape=(None, None, 3), name="image"))
-    dynamic.set_weights(model.get_weights())
-    return dynamic
 
 
 def export_saved_model(model, base_dir, model_name="enet", version=1, warmup_images=None):

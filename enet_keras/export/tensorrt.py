@@ -12,6 +12,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from enet_keras import _internals
+
 from enet_keras.files import atomic_directory
 
 PRECISIONS = ("FP32", "FP16", "INT8")
@@ -33,12 +35,7 @@ def is_tensorrt_available():
     """
     if not tf.sysconfig.get_build_info().get("is_tensorrt_build", False):
         return False
-    try:
-        from tensorflow.python.compiler.tensorrt import trt_convert
-
-        return bool(trt_convert._pywrap_py_utils.is_tensorrt_enabled())
-    except (ImportError, AttributeError):
-        return False
+    return _internals.tensorrt_enabled()
 
 
 def convert_tftrt(

@@ -13,9 +13,9 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from enet_keras import _tf_logs
+from enet_keras import _internals, _tf_logs
 from enet_keras.files import atomic_write_bytes
-from enet_keras.layers import MaximumPReLU
+from enet_keras.rewrite import int8_export_form
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -80,7 +80,7 @@ def convert(model, height, width, precision="fp32", representative_images=None, 
 
     >>> from enet_keras import ENet
     >>> flatbuffer = convert(ENet(num_classes=3), 64, 64)
-    >>> "CONV_2D" in ops(flatbuffer)
+    >>> "CONV_2D" in op_names(flatbuffer)
     True
     """
     if precision not in PRECISIONS:
@@ -131,128 +131,6 @@ def convert_builtin_only(converter):
     return flatbuffer
 
 
-def int8_export_form(model, form=MaximumPReLU):
-    """A copy of ENet computing the same function in a form that quantizes well and runs fast in
-    int8. Two rewrites:
-
-    - **Initial block.** `rescaling` and `initial_bn` are folded into `initial_conv` (scaled
-      kernel plus a bias) and into a 1x1 depthwise convolution `initial_pool_bn` after
-      `initial_pool`. In int8, CONCATENATION and MAX_POOL_2D keep their input's scale, so the
-      unfolded block forced one scale on the image and on the normalized activations: the
-      image kept ~10 grey levels and post-training int8 lost 11 mIoU on CamVid.
-    - **PReLU.** Every `PReLU(shared_axes=[1, 2])` whose slopes are all <= 1 becomes `form`
-      (`MaximumPReLU`: MUL + MAXIMUM, ~7x faster than int8 PRELU on x86 CPUs). Layers with a
-      slope above 1 keep PReLU, so the result stays exact; a warning names them.
-
-    Args:
-        model: a functional `keras.Model`, such as `ENet(num_classes)`. A model without ENet's
-            initial block gets only the PReLU rewrite.
-        form: the layer class that replaces PReLU: it takes `name` and holds `alpha` of
-            PReLU's shape. Defaults to `MaximumPReLU`.
-
-    Returns:
-        A `keras.Model` with its own copies of the weights and the same layer names, except
-        the folded `rescaling` and `initial_bn` (gone) and the new `initial_pool_bn`.
-
-    Example:
-
-    >>> from enet_keras import ENet
-    >>> form = int8_export_form(ENet(num_classes=3))
-    >>> form.get_layer("initial_conv").use_bias, "initial_bn" in [l.name for l in form.layers]
-    (True, False)
-    """
-    def convertible(layer):
-        if not isinstance(layer, keras.layers.PReLU) or list(layer.shared_axes or []) != [1, 2]:
-            return False
-        return bool((keras.ops.convert_to_numpy(layer.alpha) <= 1).all())
-
-    swap = {layer.name for layer in model.layers if convertible(layer)}
-    kept = [l.name for l in model.layers if isinstance(l, keras.layers.PReLU) and l.name not in swap]
-    if kept:
-        warnings.warn(f"PReLU layers {kept} have slopes above 1 and stay PRELU ops (slow in int8)")
-    folded = _fold_initial_block(model)
-
-    def call_layer(layer, inputs):
-        if layer.name in folded:
-            return folded[layer.name](inputs)
-        copy = form(name=layer.name) if layer.name in swap else layer.__class__.from_config(layer.get_config())
-        outputs = copy(inputs)  # builds it, so the weights can be set
-        copy.set_weights(layer.get_weights())
-        return outputs
-
-    inputs, outputs = rebuild_graph(
-        model, call_layer, lambda layer, tensor: keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype, name=layer.name)
-    )
-    return keras.Model(inputs, outputs, name=model.name)
-
-
-def _fold_initial_block(model):
-    """Replacements (layer name -> function of its inputs) that fold ENet's `rescaling` and
-    `initial_bn` into the two branches of the initial block; {} for other models."""
-    names = {layer.name: layer for layer in model.layers}
-    conv, pool, bn = names.get("initial_conv"), names.get("initial_pool"), names.get("initial_bn")
-    rescaling = names.get("rescaling")
-    if not (isinstance(conv, keras.layers.Conv2D) and not conv.use_bias and conv.activation is keras.activations.linear
-            and isinstance(pool, keras.layers.MaxPooling2D) and isinstance(bn, keras.layers.BatchNormalization)
-            and isinstance(names.get("initial_concat"), keras.layers.Concatenate)):
-        return {}
-    gamma, beta, mean, variance = (np.asarray(w) for w in bn.get_weights())
-    scale = gamma / np.sqrt(variance + bn.epsilon)
-    shift = beta - mean * scale
-    pixel_scale = 1.0
-    folded = {"initial_bn": lambda x: x}
-    config = rescaling.get_config() if isinstance(rescaling, keras.layers.Rescaling) else None
-    if config is not None and np.ndim(config["scale"]) == 0 and config["offset"] == 0:
-        pixel_scale = float(config["scale"])
-        folded["rescaling"] = lambda x: x
-    kernel = conv.get_weights()[0]
-    filters = kernel.shape[-1]
-
-    def initial_conv(x):
-        layer = keras.layers.Conv2D.from_config({**conv.get_config(), "use_bias": True})
-        y = layer(x)
-        layer.set_weights([kernel * pixel_scale * scale[:filters], shift[:filters]])
-        return y
-
-    def initial_pool(x):
-        # An affine map commutes with max pooling only for positive scales, so it goes after.
-        affine = keras.layers.DepthwiseConv2D(1, name="initial_pool_bn")
-        y = affine(keras.layers.MaxPooling2D.from_config(pool.get_config())(x))
-        affine.set_weights([(pixel_scale * scale[filters:]).reshape(1, 1, -1, 1), shift[filters:]])
-        return y
-
-    folded.update(initial_conv=initial_conv, initial_pool=initial_pool)
-    return folded
-
-
-def rebuild_graph(model, call_layer, make_input):
-    """Rebuilds the graph of a functional model layer by layer, with other layers or functions.
-
-    Args:
-        model: a functional `keras.Model` (no shared layers).
-        call_layer: function `(layer, inputs) -> outputs`, called once per layer in topological
-            order; `inputs` is a tensor, or a list for layers with several inputs.
-        make_input: function `(input_layer, keras_tensor) -> tensor` for each model input.
-
-    Returns:
-        A tuple `(inputs, outputs)` of the new tensors, each a list in the model's order or the
-        tensor itself when there is one (what `Model(inputs, outputs)` takes).
-    """
-    tensors = {}  # id of a KerasTensor of `model` -> new tensor
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            (output,) = tf.nest.flatten(layer.output)
-            tensors[id(output)] = make_input(layer, output)
-            continue
-        (node,) = [n for n in layer._inbound_nodes if all(id(t) in tensors for t in n.input_tensors)][:1]
-        inputs = [tensors[id(t)] for t in node.input_tensors]
-        outputs = call_layer(layer, inputs if len(inputs) > 1 else inputs[0])
-        for keras_tensor, tensor in zip(tf.nest.flatten(node.output_tensors), tf.nest.flatten(outputs)):
-            tensors[id(keras_tensor)] = tensor
-    inputs, outputs = ([tensors[id(t)] for t in ts] for ts in (model.inputs, model.outputs))
-    return (inputs[0] if len(inputs) == 1 else inputs), (outputs[0] if len(outputs) == 1 else outputs)
-
-
 def _representative_dataset(images, height, width, limit):
     def generate():
         count = 0
@@ -273,7 +151,7 @@ def _representative_dataset(images, height, width, limit):
     return generate
 
 
-def ops(flatbuffer):
+def op_names(flatbuffer):
     """The sorted set of operator names in a `.tflite` flatbuffer (no delegate applied).
 
     Args:
@@ -288,7 +166,7 @@ def ops(flatbuffer):
         model_content=flatbuffer,
         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
     )
-    return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+    return sorted({op["op_name"] for op in _internals.ops_details(interpreter)})
 
 
 def check_builtin_only(flatbuffer):
@@ -296,8 +174,7 @@ def check_builtin_only(flatbuffer):
 
     Reads the operator codes of the flatbuffer itself: Flex ops are stored as custom ops.
     """
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
+    schema, flatbuffer_utils = _internals.tflite_schema()
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
     custom = sorted(

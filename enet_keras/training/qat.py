@@ -3,7 +3,7 @@
 tfmot 0.8 quantizes tf_keras (Keras 2) models only, and our ENet is a Keras 3 model. The design:
 
 1. `tf_keras_twin` rebuilds the trained Keras 3 model layer by layer in tf_keras, walking the
-   functional graph of its int8 export form (`enet_keras.export.tflite.int8_export_form`: the
+   functional graph of its int8 export form (`enet_keras.rewrite.int8_export_form`: the
    initial block's normalization folded into its branches, every PReLU as `max(x, alpha * x)`,
    exact for slopes <= 1): standard layers from their configs, our custom layers from tf_keras
    twins below. Layer names and weights are the same, so weights copy by name.
@@ -29,10 +29,9 @@ import warnings
 import keras
 import tensorflow as tf
 
-from enet_keras import layers as enet_layers
-from enet_keras.export.tflite import (
-    check_export_size, convert_builtin_only, int8_export_form, rebuild_graph, set_full_integer,
-)
+from enet_keras import _internals, layers as enet_layers
+from enet_keras.export.tflite import check_export_size, convert_builtin_only, set_full_integer
+from enet_keras.rewrite import int8_export_form, rebuild_graph
 
 _SKIPPED_CONFIG_KEYS = ("dtype",)
 _INITIALIZER_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
@@ -153,7 +152,7 @@ def tf_keras_twin(model):
     """Rebuilds a functional Keras 3 ENet in tf_keras, in its int8 export form, with the same
     weights.
 
-    The twin is built from `enet_keras.export.tflite.int8_export_form(model)`: the initial
+    The twin is built from `enet_keras.rewrite.int8_export_form(model)`: the initial
     block's normalization is folded into its two branches and every PReLU is `max(x, alpha * x)`.
     It computes the same function as `model`, and converts to the same int8 graph as post-training
     quantization does.
@@ -231,7 +230,7 @@ def quantize_model(model):
     after_conv = {
         layer.name for layer in twin.layers
         if isinstance(layer, tf_keras.layers.BatchNormalization)
-        and isinstance(layer._inbound_nodes[0].inbound_layers, tf_keras.layers.Conv2D)
+        and isinstance(_internals.inbound_nodes(layer)[0].inbound_layers, tf_keras.layers.Conv2D)
     }
     annotate = tfmot.quantization.keras.quantize_annotate_layer
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 from enet_keras import data
 from enet_keras.faults import crash_point
 from enet_keras.files import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
-from enet_keras.model import ENet, load_model, transfer_weights
+from enet_keras.model import ENet, check_model_file, load_model, transfer_weights
 from enet_keras.training.callbacks import RunRecorder, read_history
 from enet_keras.losses import WeightedSparseCategoricalCrossentropy
 from enet_keras.metrics import PixelAccuracy, mean_iou
@@ -262,6 +262,8 @@ def train(config):
             f"--stage decoder starts from trained encoder weights, but {encoder_best} does not exist. "
             "Train the encoder first (--stage encoder) or pass --encoder_weights PATH.keras"
         )
+    if config.encoder_weights:
+        check_model_file(config.encoder_weights, "--encoder_weights")
     _check_resume(config, config.run_dir)
 
     keras.utils.set_random_seed(config.seed)

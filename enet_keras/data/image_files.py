@@ -22,7 +22,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+# What tf.io.decode_image reads (tools/predict.py reads more, through Pillow).
+DECODABLE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 INVALID_LABELS = ("error", "ignore")
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _JPEG_END = b"\xff\xd9"

@@ -1,0 +1,41 @@
+"""Canary of enet_keras._internals: each private Keras, TensorFlow or LiteRT API we rely on still
+behaves as we use it. A failure here after an upgrade names the API that changed."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from enet_keras import ENet, _internals
+from enet_keras.export import tflite
+
+
+def test_functional_graph_nodes():
+    inputs = keras.Input((8, 8, 3))
+    conv = keras.layers.Conv2D(4, 3, name="conv")
+    bn = keras.layers.BatchNormalization(name="bn")
+    model = keras.Model(inputs, bn(conv(inputs)))
+    assert _internals.is_functional(model) and not _internals.is_functional(keras.layers.Dense(2))
+    (node,) = _internals.inbound_nodes(bn)
+    (tensor,) = keras.tree.flatten(node.input_tensors)
+    assert _internals.history(tensor) == (conv, 0, 0)
+    assert len(_internals.outbound_nodes(conv)) == 1 and len(_internals.inbound_nodes(conv)) == 1
+
+
+def test_litert_ops_details_and_schema():
+    flatbuffer = tflite.convert(ENet(num_classes=3), 32, 32)
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = _internals.ops_details(Interpreter(model_content=flatbuffer))
+    assert {"op_name", "inputs", "outputs"} <= set(details[0]) and "CONV_2D" in {d["op_name"] for d in details}
+    schema, flatbuffer_utils = _internals.tflite_schema()
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    assert any(code.builtinCode == schema.BuiltinOperator.CONV_2D for code in model.operatorCodes)
+
+
+def test_freeze_and_tensorrt_probe():
+    variable = tf.Variable(2.0)
+    concrete = tf.function(lambda x: x * variable).get_concrete_function(tf.TensorSpec((), tf.float32))
+    frozen = _internals.freeze(concrete)
+    assert not frozen.variables and float(frozen(tf.constant(3.0))[0]) == 6.0
+    assert isinstance(_internals.tensorrt_enabled(), bool)
+    assert np.isfinite(float(variable))
