@@ -1,27 +1,38 @@
-"""Training speed of the full ENet (and the encoder stage): seconds per step, images/s and
-seconds per CamVid epoch, with and without XLA, printed as a Markdown table. Not a test.
+"""Training speed of the full ENet: the `model.fit` step as `tools/train.py` runs it, against a
+bare `tf.function` step of the same model, printed as a Markdown table. Not a test.
 
-Feeds batches from the real training pipeline (CamVid, augmentation on, cached), so the
-number includes the input pipeline as `model.fit` sees it. Each setting is compiled and warmed
-up, then timed over `--steps` steps, `--runs` times; the table gives the median.
+- `fit`: the trainer's compile (class-weighted loss, weight decay on every parameter, mean IoU
+  and pixel accuracy) fed by the real training pipeline (CamVid, the camvid preset's
+  augmentation, cached after the first pass);
+- `bare`: forward, softmax cross-entropy, backward and Adam on one batch held in memory: no
+  metrics, class weights, regularizers or input pipeline.
+
+The two alternate run by run in one process, so their ratio is measured side by side. Each is
+compiled and warmed up first; the table gives the median over `--runs` runs of `--steps` steps.
 
 Example:
 
-    python benchmarks/bench_train.py --data_dir ../shared/data/camvid --steps 5 --runs 3
+    python benchmarks/bench_train.py --data_dir ../shared/data/camvid --steps 3 --runs 3
 """
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse
 import math
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from enet_keras import ENet, data
+from enet_keras.benchmark import device_name
 from enet_keras.losses import WeightedSparseCategoricalCrossentropy
 from enet_keras.metrics import PixelAccuracy, mean_iou
+from enet_keras.training.trainer import add_weight_decay
 
 _DEFAULT_CAMVID = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
 
@@ -32,52 +43,81 @@ def build_parser():
     p.add_argument("--batch_size", type=int, default=10, help="Batch size (default: 10)")
     p.add_argument("--height", type=int, default=360, help="Crop height (default: 360)")
     p.add_argument("--width", type=int, default=480, help="Crop width (default: 480)")
-    p.add_argument("--steps", type=int, default=5, help="Timed steps per run (default: 5)")
-    p.add_argument("--runs", type=int, default=3, help="Timed runs per setting (default: 3)")
-    p.add_argument("--stages", default="decoder,encoder", help="Stages to time (default: decoder,encoder)")
-    p.add_argument("--xla", default="on,off", help="XLA settings to time (default: on,off)")
+    p.add_argument("--steps", type=int, default=3, help="Timed steps per run (default: 3)")
+    p.add_argument("--runs", type=int, default=3, help="Timed runs of each (default: 3)")
+    p.add_argument("--xla", action="store_true", help="Compile both with XLA (default: off)")
     return p
 
 
-def _time(model, dataset, steps, runs):
-    dataset = dataset.repeat()
-    model.fit(dataset, steps_per_epoch=2, epochs=1, verbose=0)  # compile and warm up
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
-        times.append((time.perf_counter() - start) / steps)
-    return statistics.median(times)
+def _fit_step(source, args):
+    keras.utils.set_random_seed(0)
+    model = ENet(source.num_classes)
+    add_weight_decay(model, 2e-4)
+    weights = data.class_weights(source, c=1.02)
+    model.compile(
+        keras.optimizers.Adam(5e-4),
+        WeightedSparseCategoricalCrossentropy(list(map(float, weights)), source.ignore_label, source.num_classes),
+        metrics=[mean_iou(source.num_classes, source.ignore_label), PixelAccuracy(source.ignore_label)],
+        jit_compile=args.xla,
+    )
+    dataset = data.make_pipeline(source, args.batch_size, (args.height, args.width), scale_range=(1.0, 1.0),
+                                 color_jitter=False).repeat()
+    iterator = iter(dataset)
+    for _ in range(math.ceil(source.num_examples / args.batch_size)):  # fill the cache
+        next(iterator)
+
+    def run(steps):
+        model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+
+    return run
+
+
+def _bare_step(source, args):
+    keras.utils.set_random_seed(0)
+    model = ENet(source.num_classes)
+    optimizer = keras.optimizers.Adam(5e-4)
+    optimizer.build(model.trainable_variables)
+    images, labels = next(iter(data.make_pipeline(source, args.batch_size, (args.height, args.width))))
+    labels = tf.where(labels == source.ignore_label, 0, labels)
+
+    @tf.function(jit_compile=args.xla)
+    def step():
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    def run(steps):
+        for _ in range(steps):
+            step().numpy()
+
+    return run
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     source = data.get_source("camvid", "train", args.data_dir)
-    rows = []
-    for stage in args.stages.split(","):
-        encoder = stage == "encoder"
-        dataset = data.make_pipeline(
-            source, args.batch_size, (args.height, args.width), training=True, label_downsample=8 if encoder else 1
-        )
-        for xla in args.xla.split(","):
-            keras.utils.set_random_seed(0)
-            model = ENet(source.num_classes, encoder_only=encoder)
-            model.compile(
-                keras.optimizers.Adam(5e-4),
-                WeightedSparseCategoricalCrossentropy(None, source.ignore_label, source.num_classes),
-                metrics=[mean_iou(source.num_classes, source.ignore_label), PixelAccuracy(source.ignore_label)],
-                jit_compile=xla == "on",
-            )
-            step = _time(model, dataset, args.steps, args.runs)
-            epoch = step * math.ceil(source.num_examples / args.batch_size)
-            rows.append((stage, xla, step, args.batch_size / step, epoch))
-    print(f"\nENet training speed, CamVid train ({source.num_examples} images), crops "
-          f"{args.height}x{args.width}, batch {args.batch_size}, {platform.processor() or platform.machine()}, "
-          f"median of {args.runs} runs of {args.steps} steps\n")
-    print("| stage | XLA | s/step | images/s | s/epoch |")
-    print("|---|---|---:|---:|---:|")
-    for stage, xla, step, rate, epoch in rows:
-        print(f"| {stage} | {xla} | {step:.2f} | {rate:.1f} | {epoch:.0f} |")
+    runners = {"fit": _fit_step(source, args), "bare": _bare_step(source, args)}
+    for run in runners.values():
+        run(2)  # trace, compile and warm up
+    times = {name: [] for name in runners}
+    for _ in range(args.runs):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run(args.steps)
+            times[name].append((time.perf_counter() - start) / args.steps)
+    steps_per_epoch = math.ceil(source.num_examples / args.batch_size)
+    fit, bare = (statistics.median(times[name]) for name in ("fit", "bare"))
+    print(f"\nENet training step, CamVid train ({source.num_examples} images), {args.height}x{args.width}, "
+          f"batch {args.batch_size}, XLA {'on' if args.xla else 'off'}, {device_name()}, "
+          f"median of {args.runs} runs of {args.steps} steps, alternating\n")
+    print("| step | s/step | images/s | s/epoch (train) | vs bare |")
+    print("|---|---:|---:|---:|---:|")
+    for name, value in (("model.fit (trainer)", fit), ("bare tf.function", bare)):
+        print(f"| {name} | {value:.2f} | {args.batch_size / value:.1f} | {value * steps_per_epoch:.0f} | "
+              f"{value / bare:.2f}x |")
 
 
 if __name__ == "__main__":

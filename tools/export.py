@@ -55,6 +55,13 @@ def _check_args(parser, args):
     if needs_data and not args.dataset:
         parser.error("int8 export calibrates on training images: give --dataset (and --data_dir), "
                      "or leave tflite_int8 out of --formats")
+    if "tftrt" in args.formats:  # before anything is loaded or written
+        from enet_keras.export import tensorrt
+
+        if not tensorrt.is_tensorrt_available():
+            import tensorflow as tf
+
+            raise RuntimeError(tensorrt.NO_TENSORRT_MESSAGE.format(version=tf.__version__))
     if not os.path.isfile(args.model):
         raise FileNotFoundError(f"--model: no model file at {args.model}")
     check_destination(args.output_dir)
