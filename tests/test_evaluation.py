@@ -216,3 +216,14 @@ def test_evaluate_errors(tmp_path, source):
         runtimes.load_predictor(str(unknown))
     with pytest.raises(ValueError, match="batch_size"):
         evaluation.evaluate(str(wrong), source, batch_size=0)
+
+
+def test_evaluate_a_folder_of_mixed_sizes(tmp_path):
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {"a": (30, 44), "b": (40, 56), "c": (16, 16)}.items():
+        for folder, array in (("images", rng.integers(0, 256, (h, w, 3))), ("masks", rng.integers(0, 3, (h, w)))):
+            (tmp_path / "val" / folder).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array.astype(np.uint8)).save(tmp_path / "val" / folder / f"{name}.png")
+    source = data.get_source("folder", "val", data_dir=tmp_path, num_classes=3)
+    results = evaluation.evaluate(runtimes.KerasPredictor(ENet(3)), source, batch_size=2, verbose=0)
+    assert results["num_images"] == 3 and results["num_pixels"] == 30 * 44 + 40 * 56 + 16 * 16

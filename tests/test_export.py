@@ -281,9 +281,21 @@ def test_tflite_int8_runs_on_uint8_and_mostly_agrees(model, images, exported):
     segmenter, logits = run_tflite(exported["dir"] / "enet_int8.tflite", images)
     assert segmenter.input_dtype == np.uint8 and logits.dtype == np.int8
     assert logits.shape == (4, HEIGHT, WIDTH, 3)
-    score = agreement(logits, keras_logits(model, images))
-    print(f"int8 argmax agreement with Keras (untrained model, 8 calibration images): {score:.4f}")
-    assert score > 0.5
+    expected = keras_logits(model, images)
+    scale, zero_point = segmenter.interpreter.get_output_details()[0]["quantization"]
+    dequantized = (logits.astype(np.float32) - zero_point) * scale
+    # int8 rounds every activation on the way, and an untrained model's random weights carry
+    # that error far (about 0.77 correlation and 78 % agreement on clear pixels here): the logits
+    # must still follow the float ones, far above chance (0 correlation, 1/3 agreement), on the
+    # pixels whose float top two are several output steps apart. A broken scale, zero point or
+    # wiring falls to chance.
+    correlation = np.corrcoef(dequantized.ravel(), expected.ravel())[0, 1]
+    clear = clear_margin(expected, eps=8 * scale)
+    clear_score = agreement(logits[clear], expected[clear])
+    print(f"int8 against Keras (untrained model, 8 calibration images): logit correlation {correlation:.4f}, "
+          f"agreement {agreement(logits, expected):.4f} (all), {clear_score:.4f} on {clear.mean():.2%} of pixels "
+          "8 steps from a tie")
+    assert correlation > 0.6 and clear.mean() > 0.05 and clear_score > 0.65
 
 
 def test_calibration_images_cover_and_crop():

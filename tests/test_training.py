@@ -151,3 +151,25 @@ def test_mixed_precision_is_refused_with_multiworker_and_does_not_leak(tmp_path)
                       encoder_epochs=0, decoder_epochs=1, steps_per_epoch=1, validation_steps=1, verbose=0,
                       mixed_precision=True, dataset_options={"num_examples": 2, "height": 32, "width": 32}))
     assert keras.mixed_precision.global_policy().name == "float32"  # a notebook's policy is left alone
+
+
+def test_weight_decay_covers_every_parameter_as_coupled_l2():
+    from enet_keras import ENet
+    from enet_keras.training import add_weight_decay
+
+    model = ENet(num_classes=3)
+    add_weight_decay(model, 2e-4)
+    assert len(model.losses) == len(model.trainable_weights)
+    expected = 1e-4 * sum(float(np.sum(np.square(w))) for w in model.trainable_weights)  # wd/2 * |w|^2
+    assert float(sum(model.losses)) == pytest.approx(expected, rel=1e-5)
+    slopes = [w for w in model.trainable_weights if "alpha" in w.path]
+    assert slopes and all(np.allclose(np.asarray(s), 0.25) for s in slopes)  # PReLU starts as Torch's
+
+
+def test_mirrored_strategy_on_the_cpu_trains(tmp_path):
+    summary = train_tool.main(TINY + ["--run_dir", str(tmp_path), "--strategy", "mirrored", "--encoder_epochs", "0",
+                                      "--decoder_epochs", "1", "--steps_per_epoch", "1", "--validation_steps", "1"])
+    assert list(summary["stages"]) == ["decoder"] and summary["stages"]["decoder"]["epochs"] == 1
+    model = keras.saving.load_model(tmp_path / "best.keras")
+    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert bns and all(l.synchronized for l in bns)
