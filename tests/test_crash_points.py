@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import train as train_tool  # noqa: E402
 
-TINY = ["--dataset", "synthetic", "--height", "64", "--width", "64", "--batch_size", "4",
-        "--dataset_option", "num_examples=8", "--dataset_option", "height=64", "--dataset_option", "width=64",
+TINY = ["--dataset", "synthetic", "--height", "32", "--width", "32", "--batch_size", "4",
+        "--dataset_option", "num_examples=4", "--dataset_option", "height=32", "--dataset_option", "width=32",
         "--verbose", "0", "--no_jit_compile", "--encoder_epochs", "2", "--decoder_epochs", "2"]
 
 # In the order a run meets them; each rerun resumes and is killed at the next one.
@@ -43,7 +43,7 @@ def _hidden(folder):
 def _val_mean_iou(model_path):
     """The validation mIoU of a saved model, computed as `model.fit` computed it."""
     model = keras.saving.load_model(model_path)
-    source = data.get_source("synthetic", "val", num_examples=8, height=64, width=64)
+    source = data.get_source("synthetic", "val", num_examples=4, height=32, width=32)
     label_downsample = 8 if model.name == "enet_encoder" else 1
     dataset = data.make_pipeline(source, 4, None, training=False, label_downsample=label_downsample)
     return model.evaluate(dataset, verbose=0, return_dict=True)["mean_iou"]

@@ -1,5 +1,7 @@
-"""ENet's two-stage training (Paszke et al. 2016, Sec. 5): the encoder alone on labels at 1/8
-resolution, then the whole network with the encoder's weights, both with `model.fit`."""
+"""ENet's training with `model.fit`: the paper's two stages (Paszke et al. 2016, Sec. 5), the
+encoder alone on labels at 1/8 resolution and then the whole network with the encoder's
+weights, or the whole network alone (`encoder_epochs=0`, PyTorch-ENet's recipe and the camvid
+preset of tools/train.py)."""
 
 import contextlib
 import dataclasses
@@ -224,13 +226,15 @@ def train(config):
 
     Stage `encoder` trains `ENet(encoder_only=True)` on labels downsampled by 8 (nearest
     neighbour, as in the authors' code) and writes `<run_dir>/encoder/`; stage `decoder`
-    starts the full ENet from the encoder's best weights (by layer name) and writes
-    `<run_dir>/decoder/`, whose best model is copied to `<run_dir>/best.keras`. Each stage
+    starts the full ENet from the encoder's best weights (by layer name), or from random
+    weights with `encoder_epochs=0`, and writes `<run_dir>/decoder/`, whose best model is copied
+    to `<run_dir>/best.keras`. Each stage
     folder holds `best.keras`, `last.keras`, `history.csv`, `curves.png` and TensorBoard `logs/`.
 
     A run killed at any moment (SIGKILL included) continues from its last finished epoch when
     the same call is made again: `keras.callbacks.BackupAndRestore` keeps the weights, the
-    optimizer and the epoch; finished stages are skipped.
+    optimizer and the epoch, `RunRecorder` keeps the folder consistent with it; finished stages
+    are skipped.
 
     Args:
         config: `TrainConfig`.
