@@ -5,8 +5,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enet_keras import ENet, _internals
+from enet_keras import _internals
 from enet_keras.export import tflite
+from helpers import small_segmenter
 
 
 def test_functional_graph_nodes():
@@ -22,7 +23,7 @@ def test_functional_graph_nodes():
 
 
 def test_litert_ops_details_and_schema():
-    flatbuffer = tflite.convert(ENet(num_classes=3), 32, 32)
+    flatbuffer = tflite.convert(small_segmenter(), 32, 32)
     from ai_edge_litert.interpreter import Interpreter
 
     details = _internals.ops_details(Interpreter(model_content=flatbuffer))

@@ -21,6 +21,7 @@ import train as train_tool  # noqa: E402
 TINY = ["--dataset", "synthetic", "--height", "64", "--width", "64", "--batch_size", "4",
         "--dataset_option", "num_examples=8", "--dataset_option", "height=64", "--dataset_option", "width=64",
         "--verbose", "0", "--no_jit_compile"]
+SMALL = ["--height", "32", "--width", "32", "--dataset_option", "height=32", "--dataset_option", "width=32"]
 
 
 def test_weighted_loss_by_hand():
@@ -107,7 +108,7 @@ def test_two_multiworker_workers_end_identical(tmp_path):
     for index in range(2):
         env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
         processes.append(subprocess.Popen(
-            _command(run_dir, "--stage", "encoder", "--encoder_epochs", "1", "--steps_per_epoch", "1",
+            _command(run_dir, *SMALL, "--stage", "encoder", "--encoder_epochs", "1", "--steps_per_epoch", "1",
                      "--strategy", "multiworker"),
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         ))
@@ -165,8 +166,7 @@ def test_mirrored_strategy_and_mixed_precision_on_the_cpu(tmp_path):
     assert keras.mixed_precision.global_policy().name == "float32"
     summary = train_tool.main(TINY + ["--run_dir", str(tmp_path), "--strategy", "mirrored", "--mixed_precision",
                                       "--encoder_epochs", "0", "--decoder_epochs", "1", "--steps_per_epoch", "1",
-                                      "--validation_steps", "1", "--height", "32", "--width", "32",
-                                      "--dataset_option", "height=32", "--dataset_option", "width=32"])
+                                      "--validation_steps", "1", *SMALL])
     assert list(summary["stages"]) == ["decoder"] and summary["stages"]["decoder"]["epochs"] == 1
     # mixed_float16 was set for the stage only: a notebook's policy is left as it was.
     assert keras.mixed_precision.global_policy().name == "float32"

@@ -134,6 +134,8 @@ def convert_builtin_only(converter):
 def _representative_dataset(images, height, width, limit):
     def generate():
         count = 0
+        total = min(limit, len(images)) if hasattr(images, "__len__") else None
+        progress = keras.utils.Progbar(total, unit_name="calibration image")
         for image in images:
             image = np.asarray(image, dtype="float32")
             if image.shape != (height, width, 3):
@@ -143,12 +145,25 @@ def _representative_dataset(images, height, width, limit):
                 )
             yield [image[None]]
             count += 1
+            _show_progress(progress, count)
             if count >= limit:
                 break
         if count == 0:
             raise ValueError("representative_images is empty: int8 calibration needs at least one image")
 
     return generate
+
+
+def _show_progress(progress, count):
+    # The converter runs with Keras' interactive logging off (see convert_builtin_only);
+    # calibration's progress bar is meant to be seen.
+    interactive = keras.config.is_interactive_logging_enabled()
+    keras.config.enable_interactive_logging()
+    try:
+        progress.update(count)
+    finally:
+        if not interactive:
+            keras.config.disable_interactive_logging()
 
 
 def op_names(flatbuffer):
