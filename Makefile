@@ -31,7 +31,7 @@ run: $(STAMP)
 	@echo "          $(PY) tools/benchmark.py --model $(RUN)/best.keras --sizes 360x480 --threads 1,2"
 
 test: $(STAMP)
-	$(PY) -m pytest -q -rs -n 2 --dist loadfile
+	$(PY) -m pytest -q -rs -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 clean:
 	rm -rf $(VENV) runs

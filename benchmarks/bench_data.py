@@ -14,8 +14,13 @@ Example:
     python benchmarks/bench_data.py --data_dir /work/shared/data/camvid --images 100 --runs 3
 """
 
-import argparse
 import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads; 0 shows its C++ log lines
+
+import enet_keras  # noqa: E402,F401  first: it imports TensorFlow with its start-up lines filtered
+
+import argparse
 import platform
 import statistics
 import sys

@@ -19,8 +19,13 @@ Example:
     python benchmarks/bench_int8_forms.py --model runs/camvid/best.keras --size 360x640 --threads 2
 """
 
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads; 0 shows its C++ log lines
+
+import enet_keras  # noqa: E402,F401  first: it imports TensorFlow with its start-up lines filtered
+
 import argparse
-import platform
 import statistics
 import sys
 import tempfile
@@ -31,7 +36,7 @@ import numpy as np
 import keras
 from keras import ops
 
-from enet_keras import ENet, benchmark, transfer_weights
+from enet_keras import ENet, benchmark, runtimes, transfer_weights
 from enet_keras import rewrite
 from enet_keras.export import tflite
 from enet_keras.layers import MaximumPReLU
@@ -80,7 +85,7 @@ def main(argv=None):
             print(f"exporting {name} ...", file=sys.stderr, flush=True)
             path = Path(work) / f"{name.split(' (')[0].replace(' ', '_')}.tflite"
             path.write_bytes(make())
-            runners[name] = benchmark._tflite_runner(path, args.threads)
+            runners[name] = runtimes.TFLitePredictor(path, args.threads).runner(images[0][None])
             delegation[name] = benchmark.xnnpack_delegation(path, args.threads)
         for _ in range(args.warmup):
             for run in runners.values():
@@ -94,7 +99,7 @@ def main(argv=None):
 
     fp32 = statistics.median(times["fp32"])
     print(f"\nENet int8 forms, {height}x{width}, batch 1, {args.threads} threads, {args.runs} runs, "
-          f"{platform.processor() or platform.machine()}, model {args.model or 'untrained ENet(11)'}\n")
+          f"{benchmark.device_name()}, model {args.model or 'untrained ENet(11)'}\n")
     print("| Model | Median (ms) | Min-max (ms) | vs fp32 | XNNPACK nodes | Partitions | Left to LiteRT kernels |")
     print("|---|---|---|---|---|---|---|")
     for name, values in times.items():

@@ -17,7 +17,9 @@ Example:
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads; 0 shows its C++ log lines
+
+import enet_keras  # noqa: E402,F401  first: it imports TensorFlow with its start-up lines filtered
 
 import argparse
 import math

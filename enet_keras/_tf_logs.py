@@ -33,8 +33,7 @@ def _kept(lines, level, drop):
     kept, shown = [], True
     for line in lines:
         if line.strip() == _ABSL_NOTICE or any(re.match(pattern, line) for pattern in drop):
-            shown = False
-            continue
+            continue  # this line only: what follows is judged on its own
         match = _SEVERITY.match(line)
         if match:
             shown = _LEVELS[match.group(1)] >= level

@@ -76,7 +76,8 @@ def segmentation_metrics(confusion):
         A dict with `per_class_iou` (list of C floats, NaN for a class absent from both labels
         and predictions), `per_class_accuracy` (recall; NaN for a class absent from the
         labels), `mean_iou`, `pixel_accuracy`, `class_average_accuracy` (floats, NaN if there
-        are no labelled pixels) and `num_pixels` (int).
+        are no labelled pixels), `chance_mean_iou` (the expected mIoU of guessing each pixel's
+        class uniformly at random, for scale) and `num_pixels` (int).
 
     Raises:
         ValueError: if `confusion` is not square.
@@ -95,6 +96,7 @@ def segmentation_metrics(confusion):
     prediction_counts = confusion.sum(axis=0)
     union = label_counts + prediction_counts - true_positives
     total = confusion.sum()
+    share = label_counts / total if total > 0 else label_counts
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = np.where(union > 0, true_positives / union, np.nan)
         recall = np.where(label_counts > 0, true_positives / label_counts, np.nan)
@@ -104,6 +106,9 @@ def segmentation_metrics(confusion):
         "mean_iou": _nanmean(iou),
         "pixel_accuracy": float(true_positives.sum() / total) if total > 0 else float("nan"),
         "class_average_accuracy": _nanmean(recall),
+        # A uniform guess predicts a class with share p on p*N/C true and (1-p)*N/C false pixels
+        # and misses (C-1)/C of its p*N: IoU = p / (1 + p*(C-1)); every class is predicted.
+        "chance_mean_iou": float(np.mean(share / (1 + share * (len(share) - 1)))) if total > 0 else float("nan"),
         "num_pixels": int(total),
     }
 
@@ -251,7 +256,8 @@ def format_results(results):
         lines.append(f"{name:<{width}}  {cell(iou)}  {cell(accuracy)}")
     lines += [
         "",
-        f"mIoU:                   {cell(results['mean_iou']).strip()} %",
+        f"mIoU:                   {cell(results['mean_iou']).strip()} % "
+        f"(guessing at random: {cell(results['chance_mean_iou']).strip()} %)",
         f"pixel accuracy:         {cell(results['pixel_accuracy']).strip()} %",
         f"class-average accuracy: {cell(results['class_average_accuracy']).strip()} %",
         *([f"agreement with {results['reference']}: {cell(results['agreement']).strip()} % of pixels"]

@@ -9,6 +9,8 @@ import os
 
 import numpy as np
 
+from enet_keras import _tf_logs
+
 
 class Predictor:
     """Base class: `predict(uint8 images (B, H, W, 3)) -> int32 class ids (B, H, W)`.
@@ -198,8 +200,11 @@ class TFLitePredictor(Predictor):
 
         self.path = os.fspath(path)
         try:
-            self.interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
-            self.interpreter.allocate_tensors()
+            # LiteRT announces its default delegate on stderr ("INFO: Created TensorFlow Lite
+            # XNNPACK delegate for CPU."), an info line that TF_CPP_MIN_LOG_LEVEL >= 1 hides.
+            with _tf_logs.filtered_stderr(drop=(r"INFO: Created TensorFlow Lite XNNPACK delegate",)):
+                self.interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
+                self.interpreter.allocate_tensors()
         except ValueError as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
             raise ValueError(f"{self.path} is not a .tflite model LiteRT can run: {first}") from error

@@ -101,6 +101,15 @@ def test_segmentation_metrics_by_hand():
     assert m["num_pixels"] == 6
 
 
+def test_chance_is_the_miou_of_a_uniform_guess():
+    confusion = np.array([[50, 3, 0], [10, 20, 0], [0, 0, 0]])
+    # A uniform guess spreads each class's labelled pixels evenly over the three predictions.
+    guess = np.outer(confusion.sum(axis=1), np.full(3, 1 / 3))
+    expected = evaluation.segmentation_metrics(guess)["mean_iou"]
+    assert evaluation.segmentation_metrics(confusion)["chance_mean_iou"] == pytest.approx(expected)
+    assert 0 < expected < 1 / 3
+
+
 def test_segmentation_metrics_perfect_and_empty():
     m = evaluation.segmentation_metrics(np.diag([5, 0, 3]))
     assert m["mean_iou"] == 1.0 and m["pixel_accuracy"] == 1.0 and m["class_average_accuracy"] == 1.0

@@ -40,3 +40,15 @@ def test_freeze_and_tensorrt_probe():
     assert not frozen.variables and float(frozen(tf.constant(3.0))[0]) == 6.0
     assert isinstance(_internals.tensorrt_enabled(), bool)
     assert np.isfinite(float(variable))
+
+
+def test_tf_log_filter_keeps_what_the_level_allows():
+    from enet_keras import _tf_logs
+
+    lines = ["a Python warning\n", "I0000 00:00:1.0 1 port.cc:153] oneDNN custom operations are on.\n",
+             "W0000 00:00:1.0 1 x.cc:1] a warning\n", "  that goes on\n",
+             "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n", "E0000 00:00:1.0 1 y.cc:2] an error\n"]
+    drop = (r"INFO: Created TensorFlow Lite XNNPACK delegate",)
+    assert _tf_logs._kept(lines, 1, drop) == [lines[0], lines[2], lines[3], lines[5]]
+    assert _tf_logs._kept(lines, 3, drop) == [lines[0]]
+    assert _tf_logs._kept(lines, 0, ()) == lines
