@@ -8,14 +8,31 @@ import traceback
 
 class ArgumentParser(argparse.ArgumentParser):
     """`argparse.ArgumentParser` whose usage errors are one line, `error: ... (see --help)`,
-    with exit status 2, like the tools' other user errors."""
+    with exit status 2, like the tools' other user errors. The `Example:` block of the
+    description (a tool's docstring) is shown last, after the flags and their defaults."""
 
     def __init__(self, description=None, **kwargs):
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        if description and "epilog" not in kwargs:
+            description, kwargs["epilog"] = _split_example(description)
         super().__init__(description=description, **kwargs)
 
     def error(self, message):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _split_example(doc):
+    """(`doc` without its `Example:` block, the block or None): the block is the `Example:` line
+    and the indented or blank lines after it."""
+    lines = doc.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip() == "Example:"]
+    if not starts:
+        return doc, None
+    start = end = starts[0]
+    end += 1
+    while end < len(lines) and (not lines[end].strip() or lines[end].startswith((" ", "\t"))):
+        end += 1
+    return "\n".join(lines[:start] + lines[end:]).strip(), "\n".join(lines[start:end]).rstrip()
 
 
 def key_value(text):

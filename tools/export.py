@@ -1,7 +1,7 @@
 """Export a trained ENet to TF-Serving SavedModel, TFLite (fp32, fp16, int8), ONNX and TF-TRT.
 
 Example:
-    python tools/export.py --model runs/camvid/best.keras --output_dir runs/camvid/export \
+    python tools/export.py --model runs/camvid/best.keras --output_dir runs/camvid/export \\
         --dataset camvid --data_dir ../shared/data/camvid
 
 Writes into --output_dir:
