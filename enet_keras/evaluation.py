@@ -106,8 +106,8 @@ def segmentation_metrics(confusion):
         "mean_iou": _nanmean(iou),
         "pixel_accuracy": float(true_positives.sum() / total) if total > 0 else float("nan"),
         "class_average_accuracy": _nanmean(recall),
-        # A uniform guess predicts a class with share p on p*N/C true and (1-p)*N/C false pixels
-        # and misses (C-1)/C of its p*N: IoU = p / (1 + p*(C-1)); every class is predicted.
+        # Guessing uniformly, a class with label share p of N pixels gets p*N/C true and
+        # (1-p)*N/C false positives and misses p*N*(C-1)/C: IoU = p / (1 + p*(C-1)).
         "chance_mean_iou": float(np.mean(share / (1 + share * (len(share) - 1)))) if total > 0 else float("nan"),
         "num_pixels": int(total),
     }

@@ -228,8 +228,8 @@ def train(config):
     neighbour, as in the authors' code) and writes `<run_dir>/encoder/`; stage `decoder`
     starts the full ENet from the encoder's best weights (by layer name), or from random
     weights with `encoder_epochs=0`, and writes `<run_dir>/decoder/`, whose best model is copied
-    to `<run_dir>/best.keras`. Each stage
-    folder holds `best.keras`, `last.keras`, `history.csv`, `curves.png` and TensorBoard `logs/`.
+    to `<run_dir>/best.keras`. Each stage folder holds `best.keras`, `last.keras`,
+    `history.csv`, `curves.png` and TensorBoard `logs/`.
 
     A run killed at any moment (SIGKILL included) continues from its last finished epoch when
     the same call is made again: `keras.callbacks.BackupAndRestore` keeps the weights, the
