@@ -28,8 +28,8 @@ def _split_example(doc):
     starts = [i for i, line in enumerate(lines) if line.strip() == "Example:"]
     if not starts:
         return doc, None
-    start = end = starts[0]
-    end += 1
+    start = starts[0]
+    end = start + 1
     while end < len(lines) and (not lines[end].strip() or lines[end].startswith((" ", "\t"))):
         end += 1
     return "\n".join(lines[:start] + lines[end:]).strip(), "\n".join(lines[start:end]).rstrip()
