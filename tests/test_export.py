@@ -192,7 +192,8 @@ def test_warmup_file_holds_prediction_logs_of_training_images(exported):
     assert len(logs) == 3
     from enet_keras import data
 
-    expected = export.calibration_images(data.get_source("synthetic", "train", num_examples=8), HEIGHT, WIDTH, 3)
+    # The export calibrated on all 8 images; the warm-up requests are the first 3 of them.
+    expected = export.calibration_images(data.get_source("synthetic", "train", num_examples=8), HEIGHT, WIDTH, 8)[:3]
     for log, image in zip(logs, expected):
         request = log.predict_log.request
         assert request.model_spec.name == "enet" and request.model_spec.signature_name == "serving_default"
@@ -305,6 +306,18 @@ def test_calibration_images_cover_and_crop():
         export.calibration_images([np.zeros((30, 100), np.uint8)], 64, 96)
     with pytest.raises(ValueError, match="no images"):
         export.calibration_images([], 64, 96)
+
+
+def test_calibration_images_sample_the_whole_source_the_same_way_every_time():
+    from enet_keras import data
+
+    source = data.get_source("synthetic", "train", num_examples=12, height=HEIGHT, width=WIDTH)
+    in_order = [image.numpy() for image, _ in source.dataset()]
+    sample = export.calibration_images(source, HEIGHT, WIDTH, 4)
+    again = export.calibration_images(source, HEIGHT, WIDTH, 4)
+    positions = [next(i for i, image in enumerate(in_order) if np.array_equal(image, s)) for s in sample]
+    assert len(set(positions)) == 4 and positions != [0, 1, 2, 3]  # not the first four in file order
+    assert all(np.array_equal(a, b) for a, b in zip(sample, again))
 
 
 # --- ONNX --------------------------------------------------------------------------------------
