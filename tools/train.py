@@ -57,7 +57,9 @@ def build_parser():
     p.add_argument("--run_dir", default=d.run_dir, help=f"Output folder; rerun the same command to resume (default: {d.run_dir})")
     p.add_argument("--stage", default=d.stage, choices=STAGES, help=f"Stage(s) to train (default: {d.stage})")
     p.add_argument("--encoder_weights", default=None,
-                   help="Encoder .keras model for --stage decoder (default: <run_dir>/encoder/best.keras)")
+                   help="A .keras model whose weights start the full network, copied by layer name: a trained "
+                        "encoder, or a whole ENet to train on (default: <run_dir>/encoder/best.keras; none with "
+                        "--encoder_epochs 0)")
     p.add_argument("--num_classes", type=int, default=None, help="Expected number of classes, checked against the data (default: from the data)")
     for name, kind, what in [
         ("height", int, "Training crop height, a multiple of 8"),
