@@ -13,7 +13,7 @@ not use bias terms in any of the projections"; batch normalization follows each 
 
 import keras
 
-from enet_keras.layers import ChannelPadding, MaxPoolingWithArgmax2D, MaxUnpooling2D
+from enet_keras.layers import BatchNormalization, ChannelPadding, MaxPoolingWithArgmax2D, MaxUnpooling2D
 
 # The authors' Torch code uses eps=1e-3 in every SpatialBatchNormalization (also Keras' default)
 # and Torch's momentum 0.1, which is Keras' momentum 0.9 (Keras' default 0.99 makes the moving
@@ -37,7 +37,7 @@ def _activation(activation, name):
 
 
 def _batch_norm(name):
-    return keras.layers.BatchNormalization(epsilon=_BN_EPSILON, momentum=_BN_MOMENTUM, name=name)
+    return BatchNormalization(epsilon=_BN_EPSILON, momentum=_BN_MOMENTUM, name=name)
 
 
 def _conv_bn_act(x, filters, kernel_size, name, strides=1, dilation_rate=1, activation=None):

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 import keras
 
-from enet_keras.layers import ChannelPadding, MaxPoolingWithArgmax2D, MaxUnpooling2D
+from enet_keras.layers import BatchNormalization, ChannelPadding, MaxPoolingWithArgmax2D, MaxUnpooling2D
 from helpers import run_layer_test
 
 
@@ -131,3 +131,61 @@ def test_maximum_prelu_layer_contract(tmp_path):
     from enet_keras.layers import MaximumPReLU
 
     run_layer_test(MaximumPReLU, {}, [(4, 4, 3)], tmp_path)
+
+
+def _bn_pair(**kwargs):
+    """Our fused BatchNormalization and Keras' own, built alike with the same random variables."""
+    rng = np.random.default_rng(5)
+    fused, plain = BatchNormalization(momentum=0.9, **kwargs), keras.layers.BatchNormalization(momentum=0.9, **kwargs)
+    for layer in (fused, plain):
+        layer.build((None, 6, 8, 4))
+    for name in ("gamma", "beta", "moving_mean"):
+        value = rng.normal(size=4).astype("float32")
+        getattr(fused, name).assign(value), getattr(plain, name).assign(value)
+    value = rng.uniform(0.5, 2, size=4).astype("float32")
+    fused.moving_variance.assign(value), plain.moving_variance.assign(value)
+    return fused, plain
+
+
+def test_fused_batch_norm_trains_like_keras_batch_norm():
+    fused, plain = _bn_pair()
+    x = tf.constant(np.random.default_rng(6).normal(2, 3, size=(3, 6, 8, 4)).astype("float32"))
+    upstream = tf.constant(np.random.default_rng(7).normal(size=(3, 6, 8, 4)).astype("float32"))
+    results = []
+    for layer in (fused, plain):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
+        results.append([y, *grads, layer.moving_mean, layer.moving_variance, layer(x, training=False)])
+    for ours, theirs in zip(*results):
+        np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-4, atol=1e-4)
+    # It really took the fused kernel: Keras' own ops have no FusedBatchNorm in their graph.
+    graph = tf.function(lambda t: fused(t, training=True)).get_concrete_function(x).graph
+    assert any(op.type.startswith("FusedBatchNorm") for op in graph.get_operations())
+
+
+def test_fused_batch_norm_falls_back_where_the_fused_kernel_does_not_apply():
+    x = tf.constant(np.random.default_rng(8).normal(size=(3, 6, 8, 4)).astype("float32"))
+    for kwargs in ({"synchronized": True}, {"center": False}, {"axis": 1}):
+        layer = BatchNormalization(**kwargs)
+        graph = tf.function(lambda t: layer(t, training=True)).get_concrete_function(x).graph
+        assert not any(op.type.startswith("FusedBatchNorm") for op in graph.get_operations()), kwargs
+
+
+def test_fused_batch_norm_under_mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        fused, plain = _bn_pair()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    x = np.random.default_rng(9).normal(size=(3, 6, 8, 4)).astype("float16")
+    ours, theirs = fused(x, training=True), plain(x, training=True)
+    assert ours.dtype == theirs.dtype == "float16"
+    np.testing.assert_allclose(np.asarray(ours, "float32"), np.asarray(theirs, "float32"), atol=1e-2)
+    np.testing.assert_allclose(fused.moving_variance.numpy(), plain.moving_variance.numpy(), rtol=1e-3)
+
+
+def test_fused_batch_norm_layer_contract(tmp_path):
+    run_layer_test(BatchNormalization, {"momentum": 0.9, "epsilon": 1e-3}, [(4, 4, 3)], tmp_path)

@@ -152,6 +152,32 @@ def test_loss_and_metric_saved_before_they_moved_still_load():
         assert type(keras.saving.deserialize_keras_object(config)) is type(obj)
 
 
+def test_files_saved_with_keras_batch_norm_still_load_and_resume(tmp_path):
+    # Until ENet used the fused enet_keras BatchNormalization, its .keras files, weights files
+    # (the shipped ones too) and run folders held keras.layers.BatchNormalization.
+    from enet_keras.layers import BatchNormalization
+
+    def to_keras_batch_norm(layer):
+        if isinstance(layer, BatchNormalization):
+            return keras.layers.BatchNormalization.from_config(layer.get_config())
+        return layer.__class__.from_config(layer.get_config())
+
+    new = ENet(num_classes=3, input_shape=(64, 96, 3))
+    assert sum(type(l) is BatchNormalization for l in new.layers) > 50
+    old = keras.models.clone_model(new, clone_function=to_keras_batch_norm)
+    assert not any(isinstance(l, BatchNormalization) for l in old.layers)
+    rng = np.random.default_rng(2)
+    old.set_weights([rng.normal(0.5, 0.1, w.shape).astype("float32") for w in old.get_weights()])
+    old.save(tmp_path / "old.keras")
+    old.save_weights(tmp_path / "old.weights.h5")
+    images = rng.integers(0, 256, (1, 64, 96, 3)).astype("float32")
+    expected = old.predict(images, verbose=0)
+    new.load_weights(tmp_path / "old.weights.h5")
+    np.testing.assert_allclose(new.predict(images, verbose=0), expected, rtol=1e-4, atol=1e-4)
+    loaded = keras.saving.load_model(tmp_path / "old.keras", safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), expected, rtol=1e-4, atol=1e-4)
+
+
 def test_import_is_light():
     code = "import enet_keras, sys; print(sorted(m for m in sys.modules if m.startswith('enet_keras')))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
