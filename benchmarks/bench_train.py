@@ -10,9 +10,13 @@ bare `tf.function` step of the same model, printed as a Markdown table. Not a te
 The two alternate run by run in one process, so their ratio is measured side by side. Each is
 compiled and warmed up first; the table gives the median over `--runs` runs of `--steps` steps.
 
+With `--profile_dir`, it then traces two steps of each with TensorFlow's profiler (open the
+folder in TensorBoard's Profile tab) and prints where the CPU time went, by op type.
+
 Example:
 
     python benchmarks/bench_train.py --data_dir ../shared/data/camvid --steps 3 --runs 3
+    python benchmarks/bench_train.py --data_dir ../shared/data/camvid --runs 1 --profile_dir runs/profile
 """
 
 import os
@@ -22,6 +26,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads; 0
 import enet_keras  # noqa: E402,F401  first: it imports TensorFlow with its start-up lines filtered
 
 import argparse
+import collections
+import glob
+import json
 import math
 import statistics
 import time
@@ -48,6 +55,7 @@ def build_parser():
     p.add_argument("--steps", type=int, default=3, help="Timed steps per run (default: 3)")
     p.add_argument("--runs", type=int, default=3, help="Timed runs of each (default: 3)")
     p.add_argument("--xla", action="store_true", help="Compile both with XLA (default: off)")
+    p.add_argument("--profile_dir", help="Also trace two steps of each here and print the time by op type")
     return p
 
 
@@ -98,6 +106,44 @@ def _bare_step(source, args):
     return run
 
 
+def _op_time_by_type(trace_dir):
+    """{op type: host self-time in ms} from the newest trace in `trace_dir`, idle threads left
+    out, or None where this TensorFlow has no converter for it."""
+    try:
+        from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
+    except ImportError:
+        return None
+    path = sorted(glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True), key=os.path.getmtime)[-1]
+    table = json.loads(plugin.xspace_to_tools_data([path], "framework_op_stats", {})[0])[0]
+    columns = [c["id"] for c in table["cols"]]
+    times = collections.Counter()
+    for row in table["rows"]:
+        row = dict(zip(columns, (cell.get("v") if cell else None for cell in row["c"])))
+        if row["host_or_device"] == "Host" and row["type"] != "IDLE":
+            times[row["type"]] += row["total_self_time"] / 1e3
+    return times
+
+
+def _print_profile(runners, profile_dir, top=12):
+    tables = {}
+    for name, run in runners.items():
+        trace_dir = os.path.join(profile_dir, name)
+        tf.profiler.experimental.start(trace_dir)
+        run(2)
+        tf.profiler.experimental.stop()
+        tables[name] = _op_time_by_type(trace_dir)
+    if any(table is None for table in tables.values()):
+        print(f"\nTraces in {profile_dir} (open in TensorBoard's Profile tab)")
+        return
+    print(f"\nBusy CPU time of 2 steps by op type, all threads together (traces in {profile_dir})\n")
+    print("| op type | " + " | ".join(f"{name} (ms)" for name in tables) + " |")
+    print("|---|" + "---:|" * len(tables))
+    first = next(iter(tables.values()))
+    for op_type, _ in first.most_common(top):
+        print(f"| {op_type} | " + " | ".join(f"{table[op_type]:.0f}" for table in tables.values()) + " |")
+    print("| all | " + " | ".join(f"{sum(table.values()):.0f}" for table in tables.values()) + " |")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     source = data.get_source("camvid", "train", args.data_dir)
@@ -120,6 +166,8 @@ def main(argv=None):
     for name, value in (("model.fit (trainer)", fit), ("bare tf.function", bare)):
         print(f"| {name} | {value:.2f} | {args.batch_size / value:.1f} | {value * steps_per_epoch:.0f} | "
               f"{value / bare:.2f}x |")
+    if args.profile_dir:
+        _print_profile(runners, args.profile_dir)
 
 
 if __name__ == "__main__":
