@@ -303,3 +303,42 @@ class BatchNormalization(keras.layers.BatchNormalization):
         self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(moving_variance * self.momentum + variance * (1.0 - self.momentum))
         return ops.cast(outputs, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="enet_keras")
+class ClipLogits(keras.layers.Layer):
+    """Clips logits to `[lower, upper]`: the last layer of ENet's int8 export.
+
+    int8 logits have 256 levels over the range calibration saw, which for trained ENet is
+    about +-30, so two classes closer than one step (0.2) tie and `argmax` picks the lower id.
+    Logits below the smallest winning logit or above the largest runner-up never decide an
+    `argmax`, so clipping them away keeps every decision on the calibration images while the
+    int8 step becomes several times finer. `enet_keras.export.tflite` picks the bounds.
+
+    Args:
+        lower: float. Logits below become `lower`.
+        upper: float. Logits above become `upper`.
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Example:
+
+    >>> keras.ops.convert_to_numpy(ClipLogits(-1.0, 2.0)(keras.ops.convert_to_tensor([[-5.0, 0.5, 9.0]]))).tolist()
+    [[-1.0, 0.5, 2.0]]
+    """
+
+    def __init__(self, lower, upper, **kwargs):
+        super().__init__(**kwargs)
+        self.lower, self.upper = float(lower), float(upper)
+        if not self.lower < self.upper:
+            raise ValueError(f"ClipLogits needs lower < upper. Received: lower={lower}, upper={upper}")
+
+    def call(self, inputs):
+        return ops.clip(inputs, self.lower, self.upper)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"lower": self.lower, "upper": self.upper})
+        return config

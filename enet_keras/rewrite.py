@@ -13,6 +13,7 @@ normalization arithmetic, `bn_scale_shift`.
   leave an affine op on the pooled ones.
 - `int8_export_form`: the form that quantizes well and runs fast in int8 (see its docstring).
 - `dynamic_size_model`: the same model with a (None, None, 3) input, for serving.
+- `clip_logits`: logits clipped to a range that keeps the calibration images' argmax (int8).
 
 The QAT twin (`enet_keras.training.qat`) walks the graph with `rebuild_graph` too.
 """
@@ -23,7 +24,7 @@ import numpy as np
 import keras
 
 from enet_keras import _internals
-from enet_keras.layers import MaximumPReLU
+from enet_keras.layers import ClipLogits, MaximumPReLU
 
 _CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.Conv2DTranspose)
 _DROPOUTS = (keras.layers.Dropout, keras.layers.SpatialDropout1D, keras.layers.SpatialDropout2D,
@@ -245,6 +246,28 @@ def int8_export_form(model, form=MaximumPReLU):
         return copy_layer(layer, inputs)
 
     return _rebuilt(model, call_layer)
+
+
+def clip_logits(model, lower, upper):
+    """`model` with its logits clipped to `[lower, upper]` by a last `ClipLogits` layer named
+    `logits_clip` (the int8 export; `enet_keras.export.tflite.logit_range` picks the bounds).
+
+    Args:
+        model: a `keras.Model` with one output of logits.
+        lower: float. The lower bound.
+        upper: float. The upper bound.
+
+    Returns:
+        A `keras.Model` sharing `model`'s layers and weights.
+
+    Example:
+
+    >>> from enet_keras import ENet
+    >>> clip_logits(ENet(num_classes=3), -2.0, 12.0).layers[-1].name
+    'logits_clip'
+    """
+    outputs = ClipLogits(lower, upper, name="logits_clip")(model.outputs[0])
+    return keras.Model(model.inputs, outputs, name=model.name)
 
 
 def _fold_initial_block(model):

@@ -62,3 +62,41 @@ def test_int8_tflite_has_no_prelu_and_takes_uint8():
     interpreter.set_tensor(inp["index"], calibration[0][None])
     interpreter.invoke()
     assert interpreter.get_tensor(out["index"]).shape == (1, 64, 64, 3)
+
+
+def test_logit_range_keeps_every_argmax_and_narrows_the_range():
+    model = with_random_statistics(with_random_slopes(ENet(num_classes=5), 0.05, 0.3))
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (64, 96, 3)).astype("float32") for _ in range(3)]
+    lower, upper = tflite.logit_range(model, images, batch_size=2)
+    logits = keras.ops.convert_to_numpy(model(np.stack(images)))
+    np.testing.assert_array_equal(np.argmax(np.clip(logits, lower, upper), -1), np.argmax(logits, -1))
+    top = np.sort(logits, -1)
+    assert top[..., -1].min() > lower and top[..., -2].max() < upper
+    assert upper - lower < logits.max() - logits.min()  # there is something to gain
+    clipped = keras.ops.convert_to_numpy(rewrite.clip_logits(model, lower, upper)(np.stack(images)))
+    np.testing.assert_allclose(clipped, np.clip(logits, lower, upper), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_int8_logits_span_the_clipped_range():
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = with_random_statistics(with_random_slopes(ENet(num_classes=5), 0.05, 0.3))
+    rng = np.random.default_rng(4)
+    calibration = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(4)]
+    lower, upper = tflite.logit_range(model, calibration)
+    interpreter = Interpreter(model_content=tflite.convert(model, 64, 64, "int8", calibration))
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    scale, zero_point = out["quantization"]
+    # The int8 output covers the clipped range, not the whole range of the logits.
+    assert (-128 - zero_point) * scale == pytest.approx(lower, abs=2 * scale)
+    assert (127 - zero_point) * scale == pytest.approx(upper, abs=2 * scale)
+    # Its logits are those of the clipped model, up to int8 rounding (an untrained model's
+    # int8 argmax agrees poorly with fp32 whether clipped or not, so it is not compared here).
+    interpreter.set_tensor(inp["index"], calibration[0][None])
+    interpreter.invoke()
+    int8_logits = (interpreter.get_tensor(out["index"])[0].astype("float32") - zero_point) * scale
+    float_logits = np.clip(keras.ops.convert_to_numpy(model(calibration[0][None].astype("float32")))[0], lower, upper)
+    assert np.median(np.abs(int8_logits - float_logits)) < 0.1 * (upper - lower)

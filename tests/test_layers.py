@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 import keras
 
-from enet_keras.layers import BatchNormalization, ChannelPadding, MaxPoolingWithArgmax2D, MaxUnpooling2D
+from enet_keras.layers import BatchNormalization, ChannelPadding, ClipLogits, MaxPoolingWithArgmax2D, MaxUnpooling2D
 from helpers import run_layer_test
 
 
@@ -189,3 +189,11 @@ def test_fused_batch_norm_under_mixed_precision():
 
 def test_fused_batch_norm_layer_contract(tmp_path):
     run_layer_test(BatchNormalization, {"momentum": 0.9, "epsilon": 1e-3}, [(4, 4, 3)], tmp_path)
+
+
+def test_clip_logits_contract(tmp_path):
+    layer = run_layer_test(ClipLogits, {"lower": -1.5, "upper": 2.0}, [(4, 4, 3)], tmp_path)
+    out = keras.ops.convert_to_numpy(layer(np.array([[[[-9.0, 0.25, 9.0]]]], "float32")))
+    np.testing.assert_array_equal(out, [[[[-1.5, 0.25, 2.0]]]])
+    with pytest.raises(ValueError, match="lower < upper"):
+        ClipLogits(2.0, 2.0)
