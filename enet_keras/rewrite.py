@@ -267,7 +267,7 @@ def clip_logits(model, lower, upper):
     'logits_clip'
     """
     outputs = ClipLogits(lower, upper, name="logits_clip")(model.outputs[0])
-    return keras.Model(model.inputs, outputs, name=model.name)
+    return keras.Model(model.input, outputs, name=model.name)
 
 
 def _fold_initial_block(model):
