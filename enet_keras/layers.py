@@ -225,7 +225,14 @@ class MaximumPReLU(keras.layers.Layer):
     LiteRT one and made ENet's int8 model ~7x slower than this form
     (`benchmarks/bench_int8_forms.py`). `enet_keras.export.tflite` swaps it in for int8 exports.
 
+    Trained slopes can end above 1 (the shipped CamVid weights have one, 1.03). With
+    `slopes_above_one=True` the layer splits each slope into `min(alpha, 1)`, for the maximum
+    form, and the rest, which multiplies `minimum(x, 0)`: exact for any slope, for one MINIMUM,
+    MUL and ADD more.
+
     Args:
+        slopes_above_one: bool. Compute the split form, exact for slopes above 1 too. Defaults
+            to False.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Example:
@@ -237,8 +244,9 @@ class MaximumPReLU(keras.layers.Layer):
     [-0.2, -1.0]
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, slopes_above_one=False, **kwargs):
         super().__init__(**kwargs)
+        self.slopes_above_one = bool(slopes_above_one)
 
     def build(self, input_shape):
         # Same weight shape as `PReLU(shared_axes=[1, 2])`, so weights copy across.
@@ -246,13 +254,16 @@ class MaximumPReLU(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
-        return ops.maximum(inputs, inputs * self.alpha)
+        if not self.slopes_above_one:
+            return ops.maximum(inputs, inputs * self.alpha)
+        below = ops.minimum(self.alpha, 1.0)
+        return ops.maximum(inputs, inputs * below) + (self.alpha - below) * ops.minimum(inputs, 0.0)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return super().get_config()
+        return {**super().get_config(), "slopes_above_one": self.slopes_above_one}
 
 
 @keras.saving.register_keras_serializable(package="enet_keras")

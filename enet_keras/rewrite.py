@@ -203,9 +203,10 @@ def int8_export_form(model, form=MaximumPReLU):
       `initial_pool`. In int8, CONCATENATION and MAX_POOL_2D keep their input's scale, so the
       unfolded block forced one scale on the image and on the normalized activations: the
       image kept ~10 grey levels and post-training int8 lost 11 mIoU on CamVid.
-    - **PReLU.** Every `PReLU(shared_axes=[1, 2])` whose slopes are all <= 1 becomes `form`
-      (`MaximumPReLU`: MUL + MAXIMUM, ~7x faster than int8 PRELU on x86 CPUs). Layers with a
-      slope above 1 keep PReLU, so the result stays exact; a warning names them.
+    - **PReLU.** Every `PReLU(shared_axes=[1, 2])` becomes `form` (`MaximumPReLU`: MUL +
+      MAXIMUM, ~7x faster than int8 PRELU on x86 CPUs), or, if one of its slopes is above 1,
+      `MaximumPReLU(slopes_above_one=True)`, so the result stays exact. Other PReLUs stay, with
+      a warning.
 
     Args:
         model: a functional `keras.Model`, such as `ENet(num_classes)`. A model without ENet's
@@ -225,21 +226,20 @@ def int8_export_form(model, form=MaximumPReLU):
     (True, False)
     """
     def convertible(layer):
-        if not isinstance(layer, keras.layers.PReLU) or list(layer.shared_axes or []) != [1, 2]:
-            return False
-        return bool((keras.ops.convert_to_numpy(layer.alpha) <= 1).all())
+        return isinstance(layer, keras.layers.PReLU) and list(layer.shared_axes or []) == [1, 2]
 
     swap = {layer.name for layer in model.layers if convertible(layer)}
+    steep = {name for name in swap if (keras.ops.convert_to_numpy(model.get_layer(name).alpha) > 1).any()}
     kept = [l.name for l in model.layers if isinstance(l, keras.layers.PReLU) and l.name not in swap]
     if kept:
-        warnings.warn(f"PReLU layers {kept} have slopes above 1 and stay PRELU ops (slow in int8)")
+        warnings.warn(f"PReLU layers {kept} are not shared over height and width and stay PRELU ops (slow in int8)")
     folded = _fold_initial_block(model)
 
     def call_layer(layer, inputs):
         if layer.name in folded:
             return folded[layer.name](inputs)
         if layer.name in swap:
-            copy = form(name=layer.name)
+            copy = MaximumPReLU(name=layer.name, slopes_above_one=True) if layer.name in steep else form(name=layer.name)
             outputs = copy(inputs)
             copy.set_weights(layer.get_weights())
             return outputs

@@ -30,13 +30,23 @@ def test_export_form_equals_training_form():
     assert_same_function(form, reference, images)
 
 
-def test_slopes_outside_unit_interval_keep_prelu():
-    model = ENet(num_classes=3)
-    model.get_layer("bottleneck1_1_act").alpha.assign(np.full((1, 1, 64), 1.5, "float32"))
-    with pytest.warns(UserWarning, match="bottleneck1_1_act"):
-        form = rewrite.int8_export_form(model)
-    assert isinstance(form.get_layer("bottleneck1_1_act"), keras.layers.PReLU)
-    assert isinstance(form.get_layer("bottleneck1_2_act"), MaximumPReLU)
+def test_slopes_above_one_get_the_exact_split_form():
+    model = with_random_statistics(with_random_slopes(ENet(num_classes=3), -0.5, 1.0))
+    alpha = np.linspace(-0.5, 1.5, 64, dtype="float32").reshape(1, 1, 64)  # both sides of 1
+    model.get_layer("bottleneck1_1_act").alpha.assign(alpha)
+    form = rewrite.int8_export_form(model)
+    assert form.get_layer("bottleneck1_1_act").slopes_above_one
+    assert not form.get_layer("bottleneck1_2_act").slopes_above_one
+    images = np.random.default_rng(1).integers(0, 256, (2, 64, 96, 3)).astype("float32")
+    assert_same_function(form, model, images)
+
+
+def test_prelu_not_shared_over_height_and_width_stays_with_a_warning():
+    x = inputs = keras.Input((8, 8, 3))
+    x = keras.layers.PReLU(name="per_pixel_slopes")(keras.layers.Conv2D(4, 1)(x))
+    with pytest.warns(UserWarning, match="per_pixel_slopes"):
+        form = rewrite.int8_export_form(keras.Model(inputs, x))
+    assert isinstance(form.get_layer("per_pixel_slopes"), keras.layers.PReLU)
 
 
 @pytest.mark.slow
@@ -44,6 +54,8 @@ def test_int8_tflite_has_no_prelu_and_takes_uint8():
     from ai_edge_litert.interpreter import Interpreter
 
     model = with_random_slopes(ENet(num_classes=3), 0.05, 0.3)
+    # One slope above 1, as in the shipped CamVid weights: the split form, still no PRELU.
+    model.get_layer("bottleneck5_1_act").alpha.assign(np.linspace(0.5, 1.2, 16, dtype="float32").reshape(1, 1, 16))
     rng = np.random.default_rng(2)
     calibration = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(4)]
     flatbuffer = tflite.convert(model, 64, 64, "int8", calibration)

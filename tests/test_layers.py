@@ -117,20 +117,27 @@ def test_maximum_prelu_equals_prelu_on_random_and_tied_inputs():
 
     rng = np.random.default_rng(4)
     alpha = np.concatenate([[0.0, 1.0, -0.3], rng.uniform(-1, 1, 5)]).astype("float32").reshape(1, 1, 8)
-    prelu, maximum = keras.layers.PReLU(shared_axes=[1, 2]), MaximumPReLU()
-    for layer in (prelu, maximum):
-        layer.build((None, 4, 4, 8))
-        layer.alpha.assign(alpha)
+    steep = np.concatenate([[1.0, 1.03, 2.5], rng.uniform(-1, 3, 5)]).astype("float32").reshape(1, 1, 8)
     random = rng.normal(size=(2, 4, 4, 8)).astype("float32")
     tied = rng.integers(-1, 2, size=(2, 4, 4, 8)).astype("float32")  # zeros: x == alpha * x
-    for x in (random, tied):
-        np.testing.assert_array_equal(maximum(x).numpy(), prelu(x).numpy())
+    for slopes, maximum in ((alpha, MaximumPReLU()), (alpha, MaximumPReLU(slopes_above_one=True)),
+                            (steep, MaximumPReLU(slopes_above_one=True))):
+        prelu = keras.layers.PReLU(shared_axes=[1, 2])
+        for layer in (prelu, maximum):
+            layer.build((None, 4, 4, 8))
+            layer.alpha.assign(slopes)
+        for x in (random, tied):
+            if maximum.slopes_above_one:  # x + (alpha - 1) * x rounds differently from alpha * x
+                np.testing.assert_allclose(maximum(x).numpy(), prelu(x).numpy(), rtol=1e-6, atol=1e-7)
+            else:
+                np.testing.assert_array_equal(maximum(x).numpy(), prelu(x).numpy())
 
 
 def test_maximum_prelu_layer_contract(tmp_path):
     from enet_keras.layers import MaximumPReLU
 
     run_layer_test(MaximumPReLU, {}, [(4, 4, 3)], tmp_path)
+    run_layer_test(MaximumPReLU, {"slopes_above_one": True}, [(4, 4, 3)], tmp_path)
 
 
 def _bn_pair(**kwargs):

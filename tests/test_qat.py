@@ -28,11 +28,21 @@ def test_tf_keras_twin_computes_the_same_function():
     assert_same_function(twin, model, images)
 
 
-def test_twin_refuses_slopes_above_one():
-    model = ENet(num_classes=3)
-    model.get_layer("bottleneck1_1_act").alpha.assign(np.full((1, 1, 64), 1.5, "float32"))
-    with pytest.raises(ValueError, match="bottleneck1_1_act"):
-        qat.tf_keras_twin(model)
+def test_twin_of_slopes_above_one_is_exact():
+    model = with_random_statistics(with_random_slopes(ENet(num_classes=3), 0.05, 0.3))
+    alpha = np.linspace(0.5, 1.5, 64, dtype="float32").reshape(1, 1, 64)  # both sides of 1
+    model.get_layer("bottleneck1_1_act").alpha.assign(alpha)
+    twin = qat.tf_keras_twin(model)
+    assert twin.get_layer("bottleneck1_1_act").slopes_above_one
+    images = np.random.default_rng(1).integers(0, 256, (2, 64, 96, 3)).astype("float32")
+    assert_same_function(twin, model, images)
+
+
+def test_twin_refuses_prelu_not_shared_over_height_and_width():
+    x = inputs = keras.Input((8, 8, 3))
+    x = keras.layers.PReLU(name="per_pixel_slopes")(keras.layers.Conv2D(4, 1)(x))
+    with pytest.raises(ValueError, match="per_pixel_slopes"):
+        qat.tf_keras_twin(keras.Model(inputs, x))
 
 
 def _tool():

@@ -87,13 +87,24 @@ def _twin_classes():
             return {**super().get_config(), "channels": self.channels}
 
     class MaximumPReLU(tf_keras.layers.Layer):
-        """tf_keras twin of `enet_keras.layers.MaximumPReLU`: `max(x, alpha * x)`."""
+        """tf_keras twin of `enet_keras.layers.MaximumPReLU`: `max(x, alpha * x)`, split for
+        slopes above 1."""
+
+        def __init__(self, slopes_above_one=False, **kwargs):
+            super().__init__(**kwargs)
+            self.slopes_above_one = slopes_above_one
 
         def build(self, input_shape):
             self.alpha = self.add_weight(name="alpha", shape=(1, 1, input_shape[-1]), initializer="zeros")
 
         def call(self, inputs):
-            return tf.maximum(inputs, inputs * self.alpha)
+            if not self.slopes_above_one:
+                return tf.maximum(inputs, inputs * self.alpha)
+            below = tf.minimum(self.alpha, 1.0)
+            return tf.maximum(inputs, inputs * below) + (self.alpha - below) * tf.minimum(inputs, 0.0)
+
+        def get_config(self):
+            return {**super().get_config(), "slopes_above_one": self.slopes_above_one}
 
     quantizers = tfmot.quantization.keras.quantizers
 
@@ -164,8 +175,8 @@ def tf_keras_twin(model):
         A `tf_keras.Model` computing the same function, with the export form's layer names.
 
     Raises:
-        ValueError: if a PReLU has slopes above 1 or is not shared over height and width (it has
-            no int8 export form), or the model holds a layer with no tf_keras twin.
+        ValueError: if a PReLU is not shared over height and width (it has no int8 export
+            form), or the model holds a layer with no tf_keras twin.
 
     Example:
 
@@ -195,12 +206,11 @@ def _twin_layer(layer, tf_keras, twins):
     name = type(layer).__name__
     if isinstance(layer, keras.layers.PReLU):
         raise ValueError(
-            f"QAT writes PReLU as max(x, alpha*x), exact only for slopes <= 1 shared over height and width; "
-            f"layer {layer.name!r} has shared_axes={layer.shared_axes} and max slope "
-            f"{keras.ops.convert_to_numpy(layer.alpha).max():.3f}"
+            f"QAT writes PReLU as max(x, alpha*x), which needs slopes shared over height and width; "
+            f"layer {layer.name!r} has shared_axes={layer.shared_axes}"
         )
-    if name in twins:  # our layers: only the name and ChannelPadding's channels configure them
-        config = {k: v for k, v in layer.get_config().items() if k in ("name", "channels")}
+    if name in twins:  # our layers: only the name, ChannelPadding's channels and MaximumPReLU's split
+        config = {k: v for k, v in layer.get_config().items() if k in ("name", "channels", "slopes_above_one")}
         return twins[name](**config)
     try:
         return tf_keras.layers.deserialize({"class_name": name, "config": _standard_config(layer)})
