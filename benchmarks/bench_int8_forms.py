@@ -56,7 +56,16 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2, help="LiteRT threads (default: 2)")
     parser.add_argument("--runs", type=int, default=20, help="Timed runs per model (default: 20)")
     parser.add_argument("--warmup", type=int, default=3, help="Untimed runs first (default: 3)")
+    parser.add_argument("--forms", default="prelu,maximum,sum,relu",
+                        help="Comma-separated int8 rows besides fp32, from prelu,maximum,sum,relu (default: all)")
+    parser.add_argument("--no_amx", action="store_true",
+                        help="Keep XNNPACK off Intel AMX (tflite/enet_tflite.py's disable_amx) (default: off)")
     args = parser.parse_args(argv)
+    if args.no_amx:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tflite"))
+        from enet_tflite import disable_amx
+
+        disable_amx()
     ((height, width),) = benchmark.parse_sizes(args.size)
 
     if args.model:
@@ -71,14 +80,21 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(8)]
 
-    variants = {
-        "fp32": lambda: tflite.convert(model, height, width, "fp32"),
-        "int8 prelu": lambda: tflite.convert(model, height, width, "int8", images, len(images), export_form=False),
-        "int8 maximum (exported)": lambda: tflite.convert(model, height, width, "int8", images, len(images)),
-        "int8 sum": lambda: tflite.convert(rewrite.int8_export_form(model, _SumPReLU), height, width, "int8",
-                                           images, len(images)),
-        "int8 relu (other network)": lambda: tflite.convert(relu, height, width, "int8", images, len(images)),
+    forms = {
+        "prelu": ("int8 prelu", lambda: tflite.convert(model, height, width, "int8", images, len(images),
+                                                       export_form=False)),
+        "maximum": ("int8 maximum (exported)", lambda: tflite.convert(model, height, width, "int8", images,
+                                                                      len(images))),
+        "sum": ("int8 sum", lambda: tflite.convert(rewrite.int8_export_form(model, _SumPReLU), height, width,
+                                                   "int8", images, len(images))),
+        "relu": ("int8 relu (other network)", lambda: tflite.convert(relu, height, width, "int8", images,
+                                                                     len(images))),
     }
+    chosen = [name.strip() for name in args.forms.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(forms))
+    if unknown or not chosen:
+        parser.error(f"--forms: expected names from {','.join(forms)}. Received: {args.forms!r}")
+    variants = {"fp32": lambda: tflite.convert(model, height, width, "fp32"), **dict(forms[name] for name in chosen)}
     runners, delegation = {}, {}
     with tempfile.TemporaryDirectory() as work:
         for name, make in variants.items():
@@ -99,7 +115,8 @@ def main(argv=None):
 
     fp32 = statistics.median(times["fp32"])
     print(f"\nENet int8 forms, {height}x{width}, batch 1, {args.threads} threads, {args.runs} runs, "
-          f"{benchmark.device_name()}, model {args.model or 'untrained ENet(11)'}\n")
+          f"{benchmark.device_name()}, model {args.model or 'untrained ENet(11)'}"
+          f"{', AMX kept off (--no_amx)' if args.no_amx else ''}\n")
     print("| Model | Median (ms) | Min-max (ms) | vs fp32 | XNNPACK nodes | Partitions | Left to LiteRT kernels |")
     print("|---|---|---|---|---|---|---|")
     for name, values in times.items():

@@ -8,6 +8,7 @@ model with ENet's contract (float [0, 255] or uint8 pixels in, per-pixel logits 
 import json
 import os
 import pathlib
+import platform
 import stat
 import subprocess
 import sys
@@ -170,6 +171,48 @@ def test_runtime_never_imports_tensorflow(models, tmp_path):
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.machine() != "x86_64",
+                    reason="AMX and the seccomp filter exist on Linux x86-64 only")
+def test_no_amx_refuses_only_the_amx_request_and_keeps_the_class_map(models, image, tmp_path):
+    # disable_amx cannot be undone, so it runs in child processes, never in the test process.
+    np.save(tmp_path / "image.npy", image)
+    script = textwrap.dedent(f"""
+        import ctypes, errno, sys
+        sys.path.insert(0, {str(ROOT / 'tflite')!r})
+        import numpy as np
+        import enet_tflite
+        if sys.argv[1] == "off":
+            assert enet_tflite.disable_amx() is True
+        segmenter = enet_tflite.Segmenter({models['int8']!r}, num_threads=2)
+        np.save(sys.argv[1] + ".npy", segmenter.predict(np.load("image.npy")))
+        libc = ctypes.CDLL(None, use_errno=True)
+        granted = ctypes.c_ulong()
+        assert libc.syscall(158, 0x1022, ctypes.byref(granted)) == 0  # ARCH_GET_XCOMP_PERM still allowed
+        asked = libc.syscall(158, 0x1023, 18)  # ARCH_REQ_XCOMP_PERM for AMX tile data
+        print(asked, ctypes.get_errno() if asked else 0, errno.EPERM)
+    """)
+    results = {}
+    for mode in ("default", "off"):
+        result = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, timeout=120,
+                                cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        results[mode] = result.stdout.split()
+    asked, error, eperm = results["off"]
+    assert asked == "-1" and error == eperm
+    assert results["default"][1] != eperm  # without the filter the kernel answers (0, or EINVAL without AMX)
+    default, off = np.load(tmp_path / "default.npy"), np.load(tmp_path / "off.npy")
+    assert default.shape == off.shape == (HEIGHT, WIDTH)
+    assert np.mean(default == off) >= 0.999  # VNNI and AMX kernels: the same integer arithmetic
+
+    command = [sys.executable, str(ROOT / "tflite" / "enet_tflite.py"), models["int8"], "--benchmark", "--runs", "1",
+               "--no_amx"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    header, _, row = result.stdout.strip().splitlines()[-3:]
+    cells = {key.strip(): value.strip() for key, value in zip(header.split(" | "), row.split(" | "))}
+    assert cells["amx"] == "off"
 
 
 def test_runtime_files_list_only_the_three_dependencies():

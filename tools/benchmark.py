@@ -63,6 +63,9 @@ def build_parser():
     parser.add_argument("--warmup", type=int, default=3, help="Untimed runs before timing. (default: 3)")
     parser.add_argument("--num_calibration_images", type=int, default=8,
                         help="Random images calibrating int8 (enough for latency, not accuracy). (default: 8)")
+    parser.add_argument("--no_amx", action="store_true",
+                        help="Keep XNNPACK (and oneDNN) off Intel AMX, with tflite/enet_tflite.py's disable_amx: "
+                             "int8 runs faster on Sapphire Rapids and later. (default: off)")
     parser.add_argument("--output_dir", default=None,
                         help="Folder for benchmark.md, benchmark.csv and benchmark_config.json. "
                              "(default: none, print only)")
@@ -90,6 +93,13 @@ def main(argv=None):
         parser.error("--keep_exports needs --output_dir")
     command = " ".join(shlex.quote(a) for a in ["python", "tools/benchmark.py", *(sys.argv[1:] if argv is None else argv)])
 
+    if args.no_amx:
+        # Before anything asks for AMX; the LiteRT-only runtime holds the one implementation.
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tflite"))
+        from enet_tflite import disable_amx
+
+        disable_amx()
+
     from enet_keras import benchmark as bench
 
     # Before TensorFlow starts its thread pools (later calls cannot change them).
@@ -116,6 +126,8 @@ def main(argv=None):
         " GFLOP/s = GFLOPs / median latency.",
         f"int8 is calibrated on {args.num_calibration_images} random images: fine for latency, not for accuracy.",
     ]
+    if args.no_amx:
+        notes.append("AMX kept off (--no_amx): XNNPACK's int8 runs its AVX-512 VNNI kernels.")
     table = bench.to_markdown(rows, notes)
     print("\n" + table)
     if args.output_dir:
