@@ -64,6 +64,22 @@ def with_random_slopes(model, low, high, seed=0):
     return model
 
 
+def with_slopes_above_one(model, layer_name="bottleneck1_1_act", low=0.5, high=1.5):
+    """Spreads one PReLU's slopes evenly over [low, high], across 1 (the shipped CamVid weights
+    have a slope of 1.03); returns `model`."""
+    alpha = model.get_layer(layer_name).alpha
+    alpha.assign(np.linspace(low, high, alpha.shape[-1], dtype="float32").reshape(alpha.shape))
+    return model
+
+
+def per_pixel_prelu_model():
+    """A convolution and a PReLU layer `per_pixel_slopes` with a slope per pixel (not shared over
+    height and width), which has no int8 export form."""
+    x = inputs = keras.Input((8, 8, 3))
+    x = keras.layers.PReLU(name="per_pixel_slopes")(keras.layers.Conv2D(4, 1)(x))
+    return keras.Model(inputs, x)
+
+
 def with_random_statistics(model, seed=0):
     """Sets every BatchNormalization's scale, offset and moving statistics to random values (a
     fresh model's are the identity, which hides mistakes in folding them); returns `model`."""

@@ -7,7 +7,8 @@ import keras
 from enet_keras import ENet, MaximumPReLU
 from enet_keras import rewrite
 from enet_keras.export import tflite
-from helpers import assert_same_function, with_random_slopes, with_random_statistics
+from helpers import (assert_same_function, per_pixel_prelu_model, with_random_slopes, with_random_statistics,
+                     with_slopes_above_one)
 
 
 def test_export_form_equals_training_form():
@@ -31,9 +32,7 @@ def test_export_form_equals_training_form():
 
 
 def test_slopes_above_one_get_the_exact_split_form():
-    model = with_random_statistics(with_random_slopes(ENet(num_classes=3), -0.5, 1.0))
-    alpha = np.linspace(-0.5, 1.5, 64, dtype="float32").reshape(1, 1, 64)  # both sides of 1
-    model.get_layer("bottleneck1_1_act").alpha.assign(alpha)
+    model = with_slopes_above_one(with_random_statistics(with_random_slopes(ENet(num_classes=3), -0.5, 1.0)), low=-0.5)
     form = rewrite.int8_export_form(model)
     assert form.get_layer("bottleneck1_1_act").slopes_above_one
     assert not form.get_layer("bottleneck1_2_act").slopes_above_one
@@ -42,10 +41,8 @@ def test_slopes_above_one_get_the_exact_split_form():
 
 
 def test_prelu_not_shared_over_height_and_width_stays_with_a_warning():
-    x = inputs = keras.Input((8, 8, 3))
-    x = keras.layers.PReLU(name="per_pixel_slopes")(keras.layers.Conv2D(4, 1)(x))
     with pytest.warns(UserWarning, match="per_pixel_slopes"):
-        form = rewrite.int8_export_form(keras.Model(inputs, x))
+        form = rewrite.int8_export_form(per_pixel_prelu_model())
     assert isinstance(form.get_layer("per_pixel_slopes"), keras.layers.PReLU)
 
 
@@ -53,9 +50,8 @@ def test_prelu_not_shared_over_height_and_width_stays_with_a_warning():
 def test_int8_tflite_has_no_prelu_and_takes_uint8():
     from ai_edge_litert.interpreter import Interpreter
 
-    model = with_random_slopes(ENet(num_classes=3), 0.05, 0.3)
     # One slope above 1, as in the shipped CamVid weights: the split form, still no PRELU.
-    model.get_layer("bottleneck5_1_act").alpha.assign(np.linspace(0.5, 1.2, 16, dtype="float32").reshape(1, 1, 16))
+    model = with_slopes_above_one(with_random_slopes(ENet(num_classes=3), 0.05, 0.3), "bottleneck5_1_act", high=1.2)
     rng = np.random.default_rng(2)
     calibration = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(4)]
     flatbuffer = tflite.convert(model, 64, 64, "int8", calibration)

@@ -15,7 +15,8 @@ from enet_keras import ENet  # noqa: E402
 from enet_keras import rewrite  # noqa: E402
 from enet_keras.export import tflite  # noqa: E402
 from enet_keras.training import qat  # noqa: E402
-from helpers import assert_same_function, with_random_slopes, with_random_statistics  # noqa: E402
+from helpers import (assert_same_function, per_pixel_prelu_model, with_random_slopes,  # noqa: E402
+                     with_random_statistics, with_slopes_above_one)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -29,9 +30,7 @@ def test_tf_keras_twin_computes_the_same_function():
 
 
 def test_twin_of_slopes_above_one_is_exact():
-    model = with_random_statistics(with_random_slopes(ENet(num_classes=3), 0.05, 0.3))
-    alpha = np.linspace(0.5, 1.5, 64, dtype="float32").reshape(1, 1, 64)  # both sides of 1
-    model.get_layer("bottleneck1_1_act").alpha.assign(alpha)
+    model = with_slopes_above_one(with_random_statistics(with_random_slopes(ENet(num_classes=3), 0.05, 0.3)))
     twin = qat.tf_keras_twin(model)
     assert twin.get_layer("bottleneck1_1_act").slopes_above_one
     images = np.random.default_rng(1).integers(0, 256, (2, 64, 96, 3)).astype("float32")
@@ -39,10 +38,8 @@ def test_twin_of_slopes_above_one_is_exact():
 
 
 def test_twin_refuses_prelu_not_shared_over_height_and_width():
-    x = inputs = keras.Input((8, 8, 3))
-    x = keras.layers.PReLU(name="per_pixel_slopes")(keras.layers.Conv2D(4, 1)(x))
     with pytest.raises(ValueError, match="per_pixel_slopes"):
-        qat.tf_keras_twin(keras.Model(inputs, x))
+        qat.tf_keras_twin(per_pixel_prelu_model())
 
 
 def _tool():
