@@ -3,7 +3,8 @@
 Each is used because no public API gives the same: the functional graph's nodes (to rebuild a
 model layer by layer), the list of ops of a LiteRT interpreter (to name the ops of an export and
 count XNNPACK's share), freezing a concrete function (to count FLOPs), the flatbuffer schema (to
-find Flex ops) and TensorRT's availability. `tests/test_internals.py` is the canary: it fails
+find Flex ops and edit calibrated ranges), the TFLite converter's calibrate-only mode and
+quantizer (to quantize with ranges we measure) and TensorRT's availability. `tests/test_internals.py` is the canary: it fails
 loudly when a Keras, TensorFlow or LiteRT release changes one of them.
 """
 
@@ -35,6 +36,20 @@ def ops_details(interpreter):
     """The op list of a LiteRT `Interpreter`: dicts with `op_name`, `inputs`, `outputs`, where
     a delegated partition shows as one `DELEGATE` op."""
     return interpreter._get_ops_details()
+
+
+def set_calibrate_only(converter):
+    """Makes `converter.convert()` stop after post-training calibration and return the float
+    flatbuffer with each activation's calibrated (min, max), as `QuantizationDebugger` does."""
+    converter._experimental_calibrate_only = True
+
+
+def mlir_quantize(calibrated, input_type, output_type):
+    """Quantizes a calibrated flatbuffer with the TFLite converter's quantizer (full integer,
+    per-channel weights), with `input_type` and `output_type` (`tf.DType`) at its ends."""
+    from tensorflow.lite.python import convert
+
+    return convert.mlir_quantize(calibrated, input_data_type=input_type, output_data_type=output_type)
 
 
 def freeze(concrete_function):

@@ -108,3 +108,53 @@ def test_int8_logits_span_the_clipped_range():
     int8_logits = (interpreter.get_tensor(out["index"])[0].astype("float32") - zero_point) * scale
     float_logits = np.clip(keras.ops.convert_to_numpy(model(calibration[0][None].astype("float32")))[0], lower, upper)
     assert np.median(np.abs(int8_logits - float_logits)) < 0.1 * (upper - lower)
+
+
+def _int8_range(flatbuffer, layer_name):
+    """(low, high) that the int8 activation produced by layer `layer_name` can represent."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=flatbuffer)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    (tensor,) = [tensors[i] for op in interpreter._get_ops_details() for i in op["outputs"]
+                 if f"/{layer_name}_1/" in tensors[i]["name"] and tensors[i]["dtype"] == np.int8]
+    scale, zero_point = tensor["quantization"]
+    return (-128 - zero_point) * scale, (127 - zero_point) * scale
+
+
+def _calibration(shape, count=4, seed=5):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(count)]
+
+
+def test_int8_range_of_a_tensor_added_in_place_is_its_own():
+    # TFLite's calibrator read `narrow` after the in-place ADD had overwritten it with the sum,
+    # which gave it the sum's range: here ~100x wider than its own.
+    image = keras.Input((16, 16, 3))
+    wide = keras.layers.Conv2D(4, 1, kernel_initializer=keras.initializers.Constant(0.01), name="wide")(image)
+    narrow = keras.layers.Conv2D(4, 1, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01, seed=0),
+                                 name="narrow")(wide)
+    total = keras.layers.Add(name="total")([wide, narrow])
+    model = keras.Model(image, keras.layers.Conv2D(2, 1, name="head")(total))
+    calibration = _calibration((16, 16, 3))
+    low, high = _int8_range(tflite.convert(model, 16, 16, "int8", calibration, export_form=False), "narrow")
+    values = keras.ops.convert_to_numpy(keras.Model(image, narrow)(np.stack(calibration).astype("float32")))
+    step = (high - low) / 255
+    assert low <= min(values.min(), 0) + step and high >= max(values.max(), 0) - step
+    assert high - low < 1.1 * (max(values.max(), 0) - min(values.min(), 0))
+
+
+def test_int8_prelu_keeps_the_pre_activations_below_alpha_times_their_minimum():
+    # Quantized MAXIMUM shares one scale between inputs and output; over max(x, 0.25 x)'s range
+    # alone, pre-activations below 0.25 * min(x) would saturate before the slope is applied.
+    image = keras.Input((16, 16, 3))
+    pre = keras.layers.Conv2D(4, 3, padding="same", name="pre",
+                              kernel_initializer=keras.initializers.RandomNormal(stddev=0.02, seed=1))(image)
+    act = keras.layers.PReLU(alpha_initializer=keras.initializers.Constant(0.25), shared_axes=[1, 2], name="act")(pre)
+    model = keras.Model(image, keras.layers.Conv2D(2, 1, name="head")(act))
+    calibration = _calibration((16, 16, 3))
+    flatbuffer = tflite.convert(model, 16, 16, "int8", calibration)
+    assert "MAXIMUM" in tflite.op_names(flatbuffer)
+    low, high = _int8_range(flatbuffer, "pre")
+    values = keras.ops.convert_to_numpy(keras.Model(image, pre)(np.stack(calibration).astype("float32")))
+    assert values.min() < 0 and low <= values.min() + (high - low) / 255

@@ -3,6 +3,7 @@ behaves as we use it. A failure here after an upgrade names the API that changed
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from enet_keras import _internals
@@ -31,6 +32,22 @@ def test_litert_ops_details_and_schema():
     schema, flatbuffer_utils = _internals.tflite_schema()
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
     assert any(code.builtinCode == schema.BuiltinOperator.CONV_2D for code in model.operatorCodes)
+
+
+@pytest.mark.filterwarnings("ignore:Statistics for quantized inputs")  # the converter's, for calibrated inputs
+def test_tflite_calibrate_only_and_mlir_quantize():
+    schema, flatbuffer_utils = _internals.tflite_schema()
+    converter = tf.lite.TFLiteConverter.from_keras_model(tflite.fixed_size_model(small_segmenter(), 32, 32))
+    images = [np.full((32, 32, 3), 128, np.uint8)]
+    tflite.set_full_integer(converter, 32, 32, images, 1)
+    _internals.set_calibrate_only(converter)
+    calibrated = converter.convert()
+    tensors = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated)).subgraphs[0].tensors
+    assert all(t.type == schema.TensorType.FLOAT32 for t in tensors)
+    assert any(t.quantization is not None and t.quantization.min is not None for t in tensors)
+    quantized = _internals.mlir_quantize(calibrated, tf.uint8, tf.int8)
+    tensors = flatbuffer_utils.convert_bytearray_to_object(bytearray(quantized)).subgraphs[0].tensors
+    assert {schema.TensorType.UINT8, schema.TensorType.INT8} <= {t.type for t in tensors}
 
 
 def test_freeze_and_tensorrt_probe():
