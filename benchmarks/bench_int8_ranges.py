@@ -6,11 +6,11 @@ that the quantizer gets differ:
 
 - converter: TFLite's calibrator (reads a tensor after the op consuming it has run, so in-place
   ADD/MUL give their input their output's range).
-- measured: every tensor's min and max over the images, read with no in-place reuse.
+- minmax: every tensor's overall min and max over the images, read with no in-place reuse.
+- mean: the mean over the images of each image's min and max; p90: their 10th and 90th
+  percentiles.
 - +widened: each PReLU MAXIMUM's output range widened to its inputs' (the quantizer shares it
-  with them). `measured +widened` is what `tools/export.py` writes.
-- mean / p90: narrower ranges, the mean or the 90th percentile of each image's min and max
-  (widened as well).
+  with them). `mean+widened` is what `tools/export.py` writes.
 
 Accuracy, not speed: all rows have the same ops. Needs the dataset; not a test.
 
@@ -39,7 +39,7 @@ from enet_keras.evaluation import evaluate
 from enet_keras.export import tflite
 from enet_keras.rewrite import clip_logits, int8_export_form
 
-VARIANTS = ("converter", "converter+widened", "measured", "measured+widened", "mean+widened", "p90+widened")
+VARIANTS = ("converter", "converter+widened", "minmax", "minmax+widened", "mean", "mean+widened", "p90+widened")
 
 
 def calibrated_variants(model, images, height, width, variants):
@@ -55,7 +55,7 @@ def calibrated_variants(model, images, height, width, variants):
     skeleton = calibrate(images[:1])
     per_image = tflite.measured_ranges(skeleton, images, per_image=True)
     reductions = {
-        "measured": lambda low, high: (low.min(), high.max()),
+        "minmax": lambda low, high: (low.min(), high.max()),
         "mean": lambda low, high: (low.mean(), high.mean()),
         "p90": lambda low, high: (np.percentile(low, 10), np.percentile(high, 90)),
     }
