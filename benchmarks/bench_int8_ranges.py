@@ -53,7 +53,8 @@ def calibrated_variants(model, images, height, width, variants):
 
     by_converter = calibrate(images)
     skeleton = calibrate(images[:1])
-    per_image = tflite.measured_ranges(skeleton, images, per_image=True)
+    per_image = tflite.measured_ranges(skeleton, images)
+    clips = tflite.clip_outputs(skeleton)
     reductions = {
         "minmax": lambda low, high: (low.min(), high.max()),
         "mean": lambda low, high: (low.mean(), high.mean()),
@@ -65,8 +66,9 @@ def calibrated_variants(model, images, height, width, variants):
         if ranges == "converter":
             calibrated = by_converter
         else:
-            reduce = reductions[ranges]
-            calibrated = tflite.set_ranges(skeleton, {i: reduce(*v) for i, v in per_image.items()})
+            # As in the export: a clip's outputs (the logits) keep their overall range.
+            calibrated = tflite.set_ranges(skeleton, {
+                i: reductions["minmax" if i in clips else ranges](*v) for i, v in per_image.items()})
         if widened:
             calibrated = tflite.widen_maximum_ranges(calibrated)
         flatbuffers[variant] = tflite.quantize_calibrated(calibrated)
