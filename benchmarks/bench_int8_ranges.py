@@ -26,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads; 0
 import enet_keras  # noqa: E402,F401  first: it imports TensorFlow with its start-up lines filtered
 
 import argparse
+import contextlib
 import sys
 import tempfile
 from pathlib import Path
@@ -94,7 +95,8 @@ def main(argv=None):
     train = data.get_source(args.dataset, "train", args.data_dir)
     val = data.get_source(args.dataset, "val", args.data_dir)
     images = tflite.calibration_images(train, height, width, args.calibration_images)
-    flatbuffers = calibrated_variants(model, images, height, width, variants)
+    with contextlib.redirect_stdout(sys.stderr):  # calibration's progress bars; stdout is the table
+        flatbuffers = calibrated_variants(model, images, height, width, variants)
     with tempfile.TemporaryDirectory() as folder:
         reference = Path(folder) / "fp32.tflite"
         reference.write_bytes(tflite.convert(model, height, width, "fp32"))
