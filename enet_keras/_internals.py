@@ -4,8 +4,9 @@ Each is used because no public API gives the same: the functional graph's nodes 
 model layer by layer), the list of ops of a LiteRT interpreter (to name the ops of an export and
 count XNNPACK's share), freezing a concrete function (to count FLOPs), the flatbuffer schema (to
 find Flex ops and edit calibrated ranges), the TFLite converter's calibrate-only mode and
-quantizer (to quantize with ranges we measure) and TensorRT's availability. `tests/test_internals.py` is the canary: it fails
-loudly when a Keras, TensorFlow or LiteRT release changes one of them.
+quantizer (to quantize with ranges we measure) and TensorRT's availability.
+`tests/test_internals.py` is the canary: it fails loudly when a Keras, TensorFlow or LiteRT
+release changes one of them.
 """
 
 

@@ -120,7 +120,7 @@ def set_full_integer(converter, height, width, representative_images, num_calibr
 def quantize_with_measured_ranges(converter, images):
     """Post-training full-integer conversion with activation ranges measured on `images`.
 
-    Two things in the converter's own calibration cost ENet int8 accuracy (0.8 mIoU on CamVid):
+    Two things in the converter's own calibration cost ENet int8 accuracy (1.2 mIoU on CamVid):
 
     - Its calibrator reads a tensor's range after the op that consumes it has run, and LiteRT
       runs ADD and MUL in place. A tensor overwritten that way gets its consumer's output range:
@@ -169,7 +169,7 @@ def calibrate_only(converter, images):
 
 
 def measured_ranges(calibrated, images):
-    """Every float tensor's min and max on each of `images`, read from an interpreter that keeps
+    """Every activation's min and max on each of `images`, read from an interpreter that keeps
     all tensors (no in-place reuse). It holds one image's activations: ENet's take 0.4 GB at
     360x480, 4.7 GB at 1024x2048.
 
@@ -189,24 +189,19 @@ def measured_ranges(calibrated, images):
     )
     interpreter.allocate_tensors()
     _, flatbuffer_utils = _internals.tflite_schema()
-    # The interpreter may add tensors of its own (scratch space) after the model's.
-    count = len(flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated)).subgraphs[0].tensors)
-    floats = [d["index"] for d in interpreter.get_tensor_details() if d["dtype"] == np.float32 and d["index"] < count]
-    minima, maxima = {}, {}
+    tensors = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated)).subgraphs[0].tensors
+    activations = [index for index, tensor in enumerate(tensors) if _has_range(tensor)]  # not the weights
+    input_index = interpreter.get_input_details()[0]["index"]
+    minima, maxima = np.zeros((2, len(activations), len(images)))
     progress = keras.utils.Progbar(len(images), unit_name="calibration image")
-    for done, image in enumerate(images, 1):
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], np.asarray(image, "float32")[None])
+    for column, image in enumerate(images):
+        interpreter.set_tensor(input_index, np.asarray(image, "float32")[None])
         interpreter.invoke()
-        for index in floats:
-            try:
-                values = interpreter.get_tensor(index)
-            except ValueError:  # a tensor without data, such as an optional input
-                continue
-            if values.size:
-                minima.setdefault(index, []).append(float(values.min()))
-                maxima.setdefault(index, []).append(float(values.max()))
-        _show_progress(progress, done)
-    return {i: (np.array(minima[i]), np.array(maxima[i])) for i in minima}
+        for row, index in enumerate(activations):
+            values = interpreter.get_tensor(index)
+            minima[row, column], maxima[row, column] = values.min(), values.max()
+        _show_progress(progress, column + 1)
+    return {index: (minima[row], maxima[row]) for row, index in enumerate(activations)}
 
 
 def set_ranges(calibrated, ranges):
