@@ -225,6 +225,101 @@ def evaluate(model, source, batch_size=4, limit=None, verbose=1, reference=None,
     return results
 
 
+def logit_offsets(class_weights, strength):
+    """The per-class logit offsets that take `strength` of a class weighting back:
+    `-strength * log(class_weights)`, shifted to mean 0 (a common shift changes no argmax).
+
+    Args:
+        class_weights: sequence of positive floats, the loss weights the model was trained with.
+        strength: float. 0 keeps the model's logits; 1 takes the weighting's whole shift back.
+
+    Returns:
+        float32 numpy array [num_classes].
+
+    Raises:
+        ValueError: if a weight is not positive (its log is undefined).
+
+    Example:
+
+    >>> logit_offsets([1.0, np.e], 1.0).tolist()
+    [0.5, -0.5]
+    """
+    weights = np.asarray(class_weights, np.float64).reshape(-1)
+    if not (weights > 0).all():
+        raise ValueError("class weights must all be positive to take a weighting back. "
+                         f"Received: {weights.round(4).tolist()}")
+    offsets = -strength * np.log(weights)
+    return (offsets - offsets.mean()).astype(np.float32)
+
+
+def fit_logit_adjustment(model, source, class_weights, strengths=None, batch_size=4, verbose=1):
+    """Scores how much of its class weighting to take back from a trained model's logits.
+
+    A cross-entropy weighted by `w` is lowest where the softmax is proportional to
+    `w_c * p(c | pixel)`, so training with ENet's weights lifts each class's logit by about
+    `log(w_c)`: rare classes are predicted too often, which costs their IoU precision (on CamVid
+    val, Car and Pedestrian lose most). Subtracting `strength * log(w)` (Menon et al., "Long-tail
+    learning via logit adjustment", ICLR 2021) trades some of their recall back. One pass over
+    `source` scores every strength; `enet_keras.rewrite.shift_logits` then writes the chosen
+    offsets into the model.
+
+    Args:
+        model: str (a `.keras` file), `keras.Model` or `KerasPredictor`: an ENet with logits out.
+        source: `enet_keras.data.Source`, e.g. the val split.
+        class_weights: sequence of positive floats: the loss weights the model was trained with
+            (`enet_keras.data.class_weights`).
+        strengths: sequence of floats to score. Defaults to 0, 0.05, ..., 1.
+        batch_size: int. Images per batch. Defaults to 4.
+        verbose: int. 1 shows a progress bar. Defaults to 1.
+
+    Returns:
+        A dict: `strengths` (list), `results` (per strength, the `segmentation_metrics` entries
+        and `confusion_matrix`),
+        `best_strength` (the highest mIoU; the smallest strength among equals) and
+        `best_offsets` (list, `logit_offsets` at it).
+
+    Raises:
+        ValueError: if the class weights do not match the model's classes or are not positive.
+
+    Example:
+
+    >>> from enet_keras import data
+    >>> val = data.get_source("camvid", "val", "../shared/data/camvid")  # doctest: +SKIP
+    >>> fit = fit_logit_adjustment("runs/camvid/best.keras", val, weights)  # doctest: +SKIP
+    >>> fit["best_strength"]  # doctest: +SKIP
+    0.5
+    """
+    import keras
+
+    from enet_keras import data
+    from enet_keras.runtimes import KerasPredictor
+
+    predictor = model if isinstance(model, KerasPredictor) else KerasPredictor(model)
+    num_classes, ignore = source.num_classes, source.ignore_label
+    if predictor.num_classes != num_classes or len(class_weights) != num_classes:
+        raise ValueError(f"{predictor.path} predicts {predictor.num_classes} classes, {source.name!r} has "
+                         f"{num_classes} and there are {len(class_weights)} class weights: they must agree")
+    strengths = [round(0.05 * i, 2) for i in range(21)] if strengths is None else [float(v) for v in strengths]
+    offsets = np.stack([logit_offsets(class_weights, strength) for strength in strengths])
+    confusions = np.zeros((len(strengths), num_classes, num_classes), np.int64)
+    dataset = data.make_pipeline(source, batch_size, crop_size=predictor.input_size, training=False, cache=False)
+    progress = keras.utils.Progbar(source.num_examples, unit_name="image", verbose=verbose) if verbose else None
+    seen = 0
+    for images, labels in dataset:
+        labels = np.asarray(labels).reshape(-1)
+        keep = labels != ignore
+        logits = predictor.logits(np.asarray(images).astype(np.uint8)).reshape(-1, num_classes)[keep]
+        for k, shift in enumerate(offsets):
+            confusions[k] += confusion_matrix(labels[keep], np.argmax(logits + shift, axis=-1), num_classes)
+        seen += int(images.shape[0])
+        if progress is not None:
+            progress.update(seen)
+    results = [dict(segmentation_metrics(confusion), confusion_matrix=confusion.tolist()) for confusion in confusions]
+    best = int(np.argmax([r["mean_iou"] for r in results]))
+    return {"strengths": strengths, "results": results, "best_strength": strengths[best],
+            "best_offsets": offsets[best].tolist()}
+
+
 def json_ready(results):
     """`results` with NaN floats replaced by None (JSON has no NaN), recursively."""
     if isinstance(results, dict):

@@ -14,6 +14,8 @@ normalization arithmetic, `bn_scale_shift`.
 - `int8_export_form`: the form that quantizes well and runs fast in int8 (see its docstring).
 - `dynamic_size_model`: the same model with a (None, None, 3) input, for serving.
 - `clip_logits`: logits clipped to a range that keeps the calibration images' argmax (int8).
+- `shift_logits`: per-class offsets added to the logits, in the last layer's bias (the logit
+  adjustment that `enet_keras.evaluation.fit_logit_adjustment` fits).
 
 The QAT twin (`enet_keras.training.qat`) walks the graph with `rebuild_graph` too.
 """
@@ -268,6 +270,43 @@ def clip_logits(model, lower, upper):
     """
     outputs = ClipLogits(lower, upper, name="logits_clip")(model.outputs[0])
     return keras.Model(model.input, outputs, name=model.name)
+
+
+def shift_logits(model, offsets):
+    """A copy of `model` whose logits are `offsets` higher, class by class: the offsets are added
+    to the bias of the layer that outputs the logits (ENet's `fullconv`), so the model keeps its
+    layers, runtime cost and export forms.
+
+    Args:
+        model: a functional `keras.Model` with one output of logits, whose last layer has a bias
+            with one value per class.
+        offsets: sequence of floats, one per class.
+
+    Returns:
+        A `keras.Model` with its own copies of the weights.
+
+    Raises:
+        ValueError: if the last layer has no bias, or `offsets` does not have one value per class.
+
+    Example:
+
+    >>> from enet_keras import ENet
+    >>> model = ENet(num_classes=3)
+    >>> shifted = shift_logits(model, [0.0, -1.0, 0.5])
+    >>> [float(v) for v in shifted.get_layer("fullconv").bias - model.get_layer("fullconv").bias]
+    [0.0, -1.0, 0.5]
+    """
+    (last,) = [layer for layer in model.layers if layer.output is model.outputs[0]]
+    bias = getattr(last, "bias", None)
+    if bias is None:
+        raise ValueError(f"The last layer of {model.name}, {last.name!r}, has no bias to hold per-class logit offsets")
+    offsets = np.asarray(offsets, np.float32).reshape(-1)
+    if offsets.shape != tuple(bias.shape):
+        raise ValueError(f"offsets must have one value per class ({bias.shape[0]} for {model.name}). "
+                         f"Received: {offsets.shape[0]} values")
+    copy = _rebuilt(model, copy_layer)
+    copy.get_layer(last.name).bias.assign(keras.ops.convert_to_numpy(bias) + offsets)
+    return copy
 
 
 def _fold_initial_block(model):

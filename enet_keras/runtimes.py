@@ -51,10 +51,7 @@ class Predictor:
                     "resize, crop or pad them to the model's size (evaluate() centre-crops/pads the data)"
                 )
             return np.asarray(self._predict(images)).astype(np.int32)
-        pad_h, pad_w = (-height) % 8, (-width) % 8
-        if pad_h or pad_w:
-            images = np.pad(images, [(0, 0), (0, pad_h), (0, pad_w), (0, 0)])
-        return np.asarray(self._predict(images))[:, :height, :width].astype(np.int32)
+        return np.asarray(self._predict(_pad_to_multiple_of_8(images)))[:, :height, :width].astype(np.int32)
 
     def _predict(self, images):
         raise NotImplementedError
@@ -79,6 +76,12 @@ def _check_images(images, path):
     if images.dtype != np.uint8:
         images = np.clip(np.round(images), 0, 255).astype(np.uint8)
     return images
+
+
+def _pad_to_multiple_of_8(images):
+    """`images` (B, H, W, C) zero-padded at the bottom and right to multiples of 8."""
+    pad_h, pad_w = (-images.shape[1]) % 8, (-images.shape[2]) % 8
+    return np.pad(images, [(0, 0), (0, pad_h), (0, pad_w), (0, 0)]) if pad_h or pad_w else images
 
 
 def _fixed_size(shape):
@@ -121,6 +124,15 @@ class KerasPredictor(Predictor):
 
     def _predict(self, images):
         return np.argmax(self._call(images.astype(np.float32)).numpy(), axis=-1)
+
+    def logits(self, images):
+        """float32 logits (B, H, W, classes) of uint8 images (B, H, W, 3) of the model's size,
+        or of any size for a model of dynamic size (padded as `predict` pads, cropped back)."""
+        images = _check_images(images, self.path)
+        height, width = images.shape[1:3]
+        if self.input_size is None:
+            images = _pad_to_multiple_of_8(images)
+        return self._call(images.astype(np.float32)).numpy()[:, :height, :width]
 
     def runner(self, images):
         import tensorflow as tf

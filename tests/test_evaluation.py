@@ -236,3 +236,81 @@ def test_evaluate_a_folder_of_mixed_sizes(tmp_path):
     source = data.get_source("folder", "val", data_dir=tmp_path, num_classes=3)
     results = evaluation.evaluate(runtimes.KerasPredictor(ENet(3)), source, batch_size=2, verbose=0)
     assert results["num_images"] == 3 and results["num_pixels"] == 30 * 44 + 40 * 56 + 16 * 16
+
+
+# ---------------------------------------------------------------------------------------------
+# Logit adjustment (tools/adjust_logits.py).
+
+import adjust_logits as adjust_tool  # noqa: E402
+
+SYNTHETIC_64 = ["--dataset", "synthetic", "--dataset_option", "num_examples=4",
+                "--dataset_option", "height=64", "--dataset_option", "width=64"]
+
+
+def test_shift_logits_adds_the_offsets_to_every_pixel():
+    model = ENet(3)
+    offsets = [0.5, -1.25, 2.0]
+    images = np.random.default_rng(0).uniform(0, 255, (1, 32, 48, 3)).astype("float32")
+    shifted = rewrite.shift_logits(model, offsets)
+    difference = np.asarray(shifted(images)) - np.asarray(model(images))
+    np.testing.assert_allclose(difference, np.broadcast_to(offsets, difference.shape), atol=1e-4)
+    assert [l.name for l in shifted.layers] == [l.name for l in model.layers]
+    with pytest.raises(ValueError, match="one value per class"):
+        rewrite.shift_logits(model, [0.0, 1.0])
+    with pytest.raises(ValueError, match="'logits_clip', has no bias"):
+        rewrite.shift_logits(rewrite.clip_logits(model, -5.0, 5.0), offsets)
+
+
+def test_logit_offsets_take_the_weighting_back():
+    weights = [1.0, 4.0, 16.0]
+    offsets = evaluation.logit_offsets(weights, 0.5)
+    # Half of log(w) taken back: the logit of a class 4x heavier drops by log(2) relative.
+    np.testing.assert_allclose(np.diff(offsets), [-math.log(2), -math.log(2)], rtol=1e-6)
+    assert offsets.sum() == pytest.approx(0, abs=1e-6)
+    assert not evaluation.logit_offsets(weights, 0.0).any()
+    with pytest.raises(ValueError, match="positive"):
+        evaluation.logit_offsets([1.0, 0.0, 2.0], 0.5)
+
+
+def test_adjust_logits_writes_the_model_it_scored(models, source, tmp_path, capsys):
+    keras.utils.set_random_seed(1)
+    weights_file = tmp_path / "class_weights.json"
+    weights = np.geomspace(1.0, 40.0, source.num_classes)
+    weights_file.write_text(json.dumps({"weights": weights.tolist()}))
+    out = tmp_path / "adjusted.keras"
+    fit = adjust_tool.main(["--model", models["keras"], *SYNTHETIC_64, "--class_weights", str(weights_file),
+                            "--strength", "1.0", "--output", str(out)])
+    assert "| 1.00 |" in capsys.readouterr().out
+    report = json.loads((tmp_path / "adjusted_adjustment.json").read_text())
+    assert report["strength"] == 1.0
+    np.testing.assert_allclose(report["offsets"], evaluation.logit_offsets(weights, 1.0), rtol=1e-6)
+
+    # Strength 0 scores the model as it is; the written model predicts what strength 1 scored.
+    plain = evaluation.evaluate(models["keras"], source, verbose=0)
+    assert fit["results"][0]["confusion_matrix"] == plain["confusion_matrix"]
+    adjusted = evaluation.evaluate(str(out), source, verbose=0)
+    assert adjusted["confusion_matrix"] != plain["confusion_matrix"]
+    assert_same_confusion_up_to_near_ties(adjusted["confusion_matrix"], fit["results"][1]["confusion_matrix"],
+                                          keras.saving.load_model(out), source)
+
+    # Without --strength the best of 0, 0.05, ..., 1 on val is written, with the weights the
+    # trainer computes on the train split.
+    best = adjust_tool.main(["--model", models["keras"], *SYNTHETIC_64, "--output", str(tmp_path / "best.keras")])
+    mious = [r["mean_iou"] for r in best["results"]]
+    assert len(mious) == 21 and best["best_strength"] == best["strengths"][int(np.argmax(mious))]
+    assert os.path.exists(tmp_path / "best.keras")
+
+
+def test_adjust_logits_errors(models, tmp_path):
+    bad = tmp_path / "weights.json"
+    bad.write_text('{"pixels": [1, 2]}')
+    with pytest.raises(ValueError, match="weights.json: not a class weights file"):
+        adjust_tool.main(["--model", models["keras"], *SYNTHETIC_64, "--class_weights", str(bad),
+                          "--output", str(tmp_path / "a.keras")])
+    bad.write_text('{"weights": [1.0, 2.0]}')
+    with pytest.raises(ValueError, match="predicts 8 classes.*2 class weights"):
+        adjust_tool.main(["--model", models["keras"], *SYNTHETIC_64, "--class_weights", str(bad),
+                          "--output", str(tmp_path / "a.keras")])
+    with pytest.raises(SystemExit):
+        adjust_tool.main(["--model", models["keras"], *SYNTHETIC_64, "--output", str(tmp_path / "a.h5")])
+    assert not list(tmp_path.glob("*.keras"))
