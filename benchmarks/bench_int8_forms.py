@@ -8,6 +8,11 @@ their form decides most of that. Rows, for one model at one size (batch 1, `invo
 - int8 prelu: int8 with PRELU kept (no export form).
 - int8 maximum: `maximum(x, alpha*x)`, what `enet_keras.export.tflite` exports (MUL + MAXIMUM).
 - int8 sum: `alpha*x + relu((1-alpha)*x)` (MUL, MUL+RELU, ADD: all delegated, more work).
+- int8 depthwise: `x + relu(-(1-alpha)*x)`, the per-channel scale as a 1x1 DEPTHWISE_CONV_2D
+  with the RELU fused, then ADD: two delegated ops, no per-channel broadcast (slopes <= 1).
+- int8 leaky (speed only): one slope per layer (the mean of its slopes, in [0.05, 0.95]) as
+  LEAKY_RELU, one delegated op. Not the trained function: what a model trained with shared
+  slopes would cost.
 - int8 relu (different network): ReLU instead of PReLU, a lower bound on PReLU's cost.
 
 Each row gives the median (min-max) over `--runs` runs after `--warmup`, alternating the models
@@ -49,6 +54,30 @@ class _SumPReLU(MaximumPReLU):
         return inputs * self.alpha + ops.relu(inputs * (1.0 - self.alpha))
 
 
+class _DepthwisePReLU(MaximumPReLU):
+    """`x + relu(-(1-alpha)*x)`: PReLU for slopes <= 1 as a 1x1 depthwise convolution (fused
+    RELU) and an ADD, both run by XNNPACK in int8."""
+
+    def call(self, inputs):
+        kernel = ops.reshape(self.alpha - 1.0, (1, 1, int(inputs.shape[-1]), 1))
+        return inputs + ops.relu(ops.depthwise_conv(inputs, kernel, strides=1, padding="valid"))
+
+
+class _LayerLeakyReLU(MaximumPReLU):
+    """LEAKY_RELU with the mean of the layer's slopes, kept in [0.05, 0.95] (read when the weights
+    are set): speed only. XNNPACK leaves an int8 LEAKY_RELU whose slope is too close to 0 for
+    its scales to LiteRT, which a model trained with shared slopes would have to avoid."""
+
+    slope = 0.25
+
+    def set_weights(self, weights):
+        super().set_weights(weights)
+        self.slope = float(np.clip(np.mean(weights[0]), 0.05, 0.95))
+
+    def call(self, inputs):
+        return ops.leaky_relu(inputs, negative_slope=self.slope)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="Trained .keras model (default: ENet(11), random)")
@@ -56,8 +85,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2, help="LiteRT threads (default: 2)")
     parser.add_argument("--runs", type=int, default=20, help="Timed runs per model (default: 20)")
     parser.add_argument("--warmup", type=int, default=3, help="Untimed runs first (default: 3)")
-    parser.add_argument("--forms", default="prelu,maximum,sum,relu",
-                        help="Comma-separated int8 rows besides fp32, from prelu,maximum,sum,relu (default: all)")
+    parser.add_argument("--forms", default="prelu,maximum,sum,depthwise,leaky,relu",
+                        help="Comma-separated int8 rows besides fp32, from prelu,maximum,sum,depthwise,leaky,relu "
+                             "(default: all)")
     parser.add_argument("--no_amx", action="store_true",
                         help="Keep XNNPACK off Intel AMX (tflite/enet_tflite.py's disable_amx) (default: off)")
     args = parser.parse_args(argv)
@@ -87,6 +117,10 @@ def main(argv=None):
                                                                       len(images))),
         "sum": ("int8 sum", lambda: tflite.convert(rewrite.int8_export_form(model, _SumPReLU), height, width,
                                                    "int8", images, len(images))),
+        "depthwise": ("int8 depthwise", lambda: tflite.convert(rewrite.int8_export_form(model, _DepthwisePReLU),
+                                                               height, width, "int8", images, len(images))),
+        "leaky": ("int8 leaky (speed only)", lambda: tflite.convert(rewrite.int8_export_form(model, _LayerLeakyReLU),
+                                                                    height, width, "int8", images, len(images))),
         "relu": ("int8 relu (other network)", lambda: tflite.convert(relu, height, width, "int8", images,
                                                                      len(images))),
     }
