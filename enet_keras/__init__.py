@@ -4,7 +4,7 @@ from enet_keras import _tf_logs
 
 _tf_logs.import_tensorflow()  # before Keras loads it: honours TF_CPP_MIN_LOG_LEVEL from the first line
 
-from enet_keras.layers import ChannelPadding, MaximumPReLU, MaxPoolingWithArgmax2D, MaxUnpooling2D
+from enet_keras.layers import ChannelPadding, LeakyPReLU, MaximumPReLU, MaxPoolingWithArgmax2D, MaxUnpooling2D
 from enet_keras.losses import WeightedSparseCategoricalCrossentropy
 from enet_keras.metrics import PixelAccuracy, mean_iou
 from enet_keras.model import ENet, load_model, transfer_weights
@@ -15,5 +15,5 @@ __version__ = "0.1.0"
 # and nothing that reads data, trains or converts (those are imported when used).
 __all__ = [
     "ENet", "load_model", "transfer_weights", "MaxPoolingWithArgmax2D", "MaxUnpooling2D", "ChannelPadding",
-    "MaximumPReLU", "WeightedSparseCategoricalCrossentropy", "PixelAccuracy", "mean_iou",
+    "MaximumPReLU", "LeakyPReLU", "WeightedSparseCategoricalCrossentropy", "PixelAccuracy", "mean_iou",
 ]

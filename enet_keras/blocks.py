@@ -28,10 +28,12 @@ INTERNAL_RATIO = 4
 
 
 def _activation(activation, name):
-    if activation == "prelu":
-        # One slope per channel, shared across space, as in the paper.
+    if activation in ("prelu", "prelu_layer"):
+        # "prelu": one slope per channel, shared across space, as in the paper. "prelu_layer":
+        # one slope per layer, which int8 exports as LEAKY_RELU (one op that XNNPACK runs).
+        shared_axes = [1, 2] if activation == "prelu" else [1, 2, 3]
         return keras.layers.PReLU(
-            alpha_initializer=keras.initializers.Constant(_PRELU_INIT), shared_axes=[1, 2], name=name
+            alpha_initializer=keras.initializers.Constant(_PRELU_INIT), shared_axes=shared_axes, name=name
         )
     return keras.layers.ReLU(name=name)
 
@@ -63,7 +65,7 @@ def InitialBlock(x, filters=16, activation="prelu", name="initial"):
     Args:
         x: tensor (B, H, W, 3).
         filters: int. Output channels; the convolution gets `filters - 3`. Defaults to 16.
-        activation: str. `"prelu"` or `"relu"`. Defaults to `"prelu"`.
+        activation: str. `"prelu"`, `"prelu_layer"` or `"relu"`. Defaults to `"prelu"`.
         name: str. Prefix of every layer name. Defaults to `"initial"`.
 
     Returns:
@@ -102,7 +104,7 @@ def RegularBottleneck(
         kind: str. `"regular"`, `"dilated"` or `"asymmetric"`. Defaults to `"regular"`.
         dilation_rate: int. Dilation of the `"dilated"` convolution. Defaults to 1.
         dropout_rate: float. Spatial dropout on the extension branch. Defaults to 0.1.
-        activation: str. `"prelu"` or `"relu"`. Defaults to `"prelu"`.
+        activation: str. `"prelu"`, `"prelu_layer"` or `"relu"`. Defaults to `"prelu"`.
         name: str. Prefix of every layer name.
 
     Returns:
@@ -131,7 +133,7 @@ def DownsamplingBottleneck(x, filters, dropout_rate=0.1, activation="prelu", nam
         x: tensor (B, H, W, C) with even H and W.
         filters: int. Output channels.
         dropout_rate: float. Spatial dropout on the extension branch. Defaults to 0.1.
-        activation: str. `"prelu"` or `"relu"`. Defaults to `"prelu"`.
+        activation: str. `"prelu"`, `"prelu_layer"` or `"relu"`. Defaults to `"prelu"`.
         name: str. Prefix of every layer name.
 
     Returns:
@@ -159,7 +161,7 @@ def UpsamplingBottleneck(x, indices, filters, dropout_rate=0.1, activation="prel
         indices: tensor (B, h, w, filters) from the matching `DownsamplingBottleneck`.
         filters: int. Output channels.
         dropout_rate: float. Spatial dropout on the extension branch. Defaults to 0.1.
-        activation: str. `"prelu"` or `"relu"`. Defaults to `"prelu"`.
+        activation: str. `"prelu"`, `"prelu_layer"` or `"relu"`. Defaults to `"prelu"`.
         name: str. Prefix of every layer name.
 
     Returns:

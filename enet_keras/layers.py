@@ -267,6 +267,38 @@ class MaximumPReLU(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="enet_keras")
+class LeakyPReLU(keras.layers.Layer):
+    """A PReLU with one slope for the whole layer, held as a constant: `leaky_relu(x, slope)`.
+
+    The int8 export form of `ENet(activation="prelu_layer")`'s activations. TFLite writes it as
+    one LEAKY_RELU op, which XNNPACK runs in int8 (it runs neither int8 PRELU nor MAXIMUM).
+    Unlike `keras.layers.LeakyReLU` it takes negative slopes, which training can reach.
+
+    Args:
+        slope: float. The slope for negative inputs.
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Example:
+
+    >>> [float(v) for v in LeakyPReLU(-0.25)(keras.ops.convert_to_tensor([-2.0, 3.0]))]
+    [0.5, 3.0]
+    """
+
+    def __init__(self, slope, **kwargs):
+        super().__init__(**kwargs)
+        self.slope = float(slope)
+
+    def call(self, inputs):
+        return ops.leaky_relu(inputs, negative_slope=self.slope)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "slope": self.slope}
+
+
+@keras.saving.register_keras_serializable(package="enet_keras")
 class BatchNormalization(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization` whose training step runs TensorFlow's fused kernel.
 

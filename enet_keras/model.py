@@ -19,7 +19,7 @@ _STAGE_2_3 = (
     ("asymmetric", 1),
     ("dilated", 16),
 )
-_ACTIVATIONS = ("prelu", "relu")
+_ACTIVATIONS = ("prelu", "prelu_layer", "relu")
 
 
 def _check_arguments(num_classes, input_shape, activation, dropout_rates):
@@ -75,7 +75,10 @@ def ENet(
             1x1 classifier (`encoder_classifier`) with logits at 1/8 of the input size. Its
             layers share the full model's names, so `transfer_weights` moves them across.
             Defaults to False.
-        activation: str. `"prelu"` (the paper) or `"relu"`. Defaults to `"prelu"`.
+        activation: str. `"prelu"` (the paper: one slope per channel), `"prelu_layer"` (one
+            slope per layer: int8 exports it as LEAKY_RELU, which XNNPACK runs, and on 2-core
+            x86 CPUs int8 then takes about 0.6x fp32's time instead of 0.8x; docs/int8.md) or
+            `"relu"`. Defaults to `"prelu"`.
         dropout_rates: tuple of two floats. Spatial dropout in stage 1 and from bottleneck2_0
             on. Defaults to `(0.01, 0.1)`, the paper's.
         weights: None, `"camvid"` (weights trained on CamVid's 11 classes, shipped with the
@@ -160,7 +163,9 @@ def transfer_weights(source, target, skip=()):
     """Copies weights from `source` to `target` layer by layer, matching layers by name.
 
     This is how the paper's stage-2 network starts from the trained encoder: the encoder model
-    (`ENet(..., encoder_only=True)`) and the full model share their layer names.
+    (`ENet(..., encoder_only=True)`) and the full model share their layer names. A PReLU with one
+    slope per channel copied into one with a single slope (`activation="prelu_layer"`) gives
+    it the mean of its slopes, so a per-layer model can be fine-tuned from a per-channel one.
 
     Args:
         source: `keras.Model` to copy from.
@@ -188,6 +193,10 @@ def transfer_weights(source, target, skip=()):
         destination = target_layers[layer.name]
         source_shapes = [tuple(w.shape) for w in layer.weights]
         target_shapes = [tuple(w.shape) for w in destination.weights]
+        if isinstance(layer, keras.layers.PReLU) and target_shapes == [(1, 1, 1)] and len(source_shapes[0]) == 3:
+            destination.alpha.assign(keras.ops.mean(layer.alpha) * keras.ops.ones((1, 1, 1)))
+            copied.append(layer.name)
+            continue
         if source_shapes != target_shapes:
             raise ValueError(
                 f"Layer {layer.name!r} has weights of shapes {source_shapes} in {source.name!r} "

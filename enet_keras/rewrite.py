@@ -26,7 +26,7 @@ import numpy as np
 import keras
 
 from enet_keras import _internals
-from enet_keras.layers import ClipLogits, MaximumPReLU
+from enet_keras.layers import ClipLogits, LeakyPReLU, MaximumPReLU
 
 _CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.Conv2DTranspose)
 _DROPOUTS = (keras.layers.Dropout, keras.layers.SpatialDropout1D, keras.layers.SpatialDropout2D,
@@ -207,8 +207,10 @@ def int8_export_form(model, form=MaximumPReLU):
       image kept ~10 grey levels and post-training int8 lost 11 mIoU on CamVid.
     - **PReLU.** Every `PReLU(shared_axes=[1, 2])` becomes `form` (`MaximumPReLU`: MUL +
       MAXIMUM, ~7x faster than int8 PRELU on x86 CPUs), or, if one of its slopes is above 1,
-      `MaximumPReLU(slopes_above_one=True)`, so the result stays exact. Other PReLUs stay, with
-      a warning.
+      `MaximumPReLU(slopes_above_one=True)`, so the result stays exact. A PReLU with one slope in all
+      (`ENet(activation="prelu_layer")`) becomes `LeakyPReLU` with that slope: one LEAKY_RELU
+      op, which XNNPACK runs in int8 (a ReLU if the slope is under 2**-8 in magnitude, which
+      changes the int8 output by less than one step). Other PReLUs stay, with a warning.
 
     Args:
         model: a functional `keras.Model`, such as `ENet(num_classes)`. A model without ENet's
@@ -230,16 +232,26 @@ def int8_export_form(model, form=MaximumPReLU):
     def convertible(layer):
         return isinstance(layer, keras.layers.PReLU) and list(layer.shared_axes or []) == [1, 2]
 
-    swap = {layer.name for layer in model.layers if convertible(layer)}
+    leaky = {layer.name: float(keras.ops.convert_to_numpy(layer.alpha).reshape(())) for layer in model.layers
+             if isinstance(layer, keras.layers.PReLU) and tuple(layer.alpha.shape) == (1, 1, 1)}
+    swap = {layer.name for layer in model.layers if convertible(layer) and layer.name not in leaky}
     steep = {name for name in swap if (keras.ops.convert_to_numpy(model.get_layer(name).alpha) > 1).any()}
-    kept = [l.name for l in model.layers if isinstance(l, keras.layers.PReLU) and l.name not in swap]
+    kept = [l.name for l in model.layers if isinstance(l, keras.layers.PReLU) and l.name not in swap | set(leaky)]
     if kept:
-        warnings.warn(f"PReLU layers {kept} are not shared over height and width and stay PRELU ops (slow in int8)")
+        warnings.warn(f"PReLU layers {kept} have neither one slope per channel shared over height and width nor "
+                      "one slope in all, and stay PRELU ops (slow in int8)")
     folded = _fold_initial_block(model)
 
     def call_layer(layer, inputs):
         if layer.name in folded:
             return folded[layer.name](inputs)
+        if layer.name in leaky:
+            # XNNPACK refuses an int8 LEAKY_RELU whose slope (times the input/output scale ratio,
+            # about 1) is under 2**-8; over the whole int8 input range its negative branch then
+            # moves the output by less than one int8 step, so a ReLU stands in for it.
+            if abs(leaky[layer.name]) < 2**-8:
+                return keras.layers.ReLU(name=layer.name)(inputs)
+            return LeakyPReLU(leaky[layer.name], name=layer.name)(inputs)
         if layer.name in swap:
             copy = MaximumPReLU(name=layer.name, slopes_above_one=True) if layer.name in steep else form(name=layer.name)
             outputs = copy(inputs)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import keras
 
-from enet_keras import ENet, MaximumPReLU
+from enet_keras import ENet, LeakyPReLU, MaximumPReLU
 from enet_keras import rewrite
 from enet_keras.export import tflite
 from helpers import (assert_same_function, per_pixel_prelu_model, with_random_slopes, with_random_statistics,
@@ -44,6 +44,21 @@ def test_prelu_not_shared_over_height_and_width_stays_with_a_warning():
     with pytest.warns(UserWarning, match="per_pixel_slopes"):
         form = rewrite.int8_export_form(per_pixel_prelu_model())
     assert isinstance(form.get_layer("per_pixel_slopes"), keras.layers.PReLU)
+
+
+def test_per_layer_slopes_become_one_leaky_relu_each():
+    model = with_random_statistics(with_random_slopes(ENet(num_classes=3, activation="prelu_layer"), -0.5, 1.2))
+    model.get_layer("bottleneck1_1_act").alpha.assign([[[0.0]]])  # under 2**-8: a ReLU
+    form = rewrite.int8_export_form(model)
+    assert isinstance(form.get_layer("bottleneck1_1_act"), keras.layers.ReLU)
+    leaky = [l for l in form.layers if isinstance(l, LeakyPReLU)]
+    assert len(leaky) == 81 and not any(isinstance(l, (keras.layers.PReLU, MaximumPReLU)) for l in form.layers)
+    images = np.random.default_rng(1).integers(0, 256, (2, 64, 96, 3)).astype("float32")
+    assert_same_function(form, model, images)
+    calibration = [image.astype(np.uint8) for image in images[:, :64, :64]]
+    ops = tflite.op_names(tflite.convert(model, 64, 64, "int8", calibration))
+    # LEAKY_RELU, which XNNPACK runs in int8, and no PRELU.
+    assert "LEAKY_RELU" in ops and "PRELU" not in ops
 
 
 @pytest.mark.slow

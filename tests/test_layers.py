@@ -3,7 +3,8 @@ import pytest
 import tensorflow as tf
 import keras
 
-from enet_keras.layers import BatchNormalization, ChannelPadding, ClipLogits, MaxPoolingWithArgmax2D, MaxUnpooling2D
+from enet_keras.layers import (BatchNormalization, ChannelPadding, ClipLogits, LeakyPReLU, MaxPoolingWithArgmax2D,
+                               MaxUnpooling2D)
 from helpers import run_layer_test
 
 
@@ -138,6 +139,13 @@ def test_maximum_prelu_layer_contract(tmp_path):
 
     run_layer_test(MaximumPReLU, {}, [(4, 4, 3)], tmp_path)
     run_layer_test(MaximumPReLU, {"slopes_above_one": True}, [(4, 4, 3)], tmp_path)
+
+
+def test_leaky_prelu_contract(tmp_path):
+    # Negative slopes too, which keras.layers.LeakyReLU refuses and training can reach.
+    layer = run_layer_test(LeakyPReLU, {"slope": -0.25}, [(4, 4, 3)], tmp_path)
+    out = keras.ops.convert_to_numpy(layer(np.array([[[[-2.0, 0.0, 3.0]]]], "float32")))
+    np.testing.assert_array_equal(out, [[[[0.5, 0.0, 3.0]]]])
 
 
 def _bn_pair(**kwargs):

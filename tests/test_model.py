@@ -96,6 +96,23 @@ def test_relu_option():
     assert not any(isinstance(l, keras.layers.PReLU) for l in relu.layers)
 
 
+def test_per_layer_slopes_start_from_the_mean_of_per_channel_ones():
+    per_layer = ENet(num_classes=3, activation="prelu_layer")
+    slopes = [l.alpha for l in per_layer.layers if isinstance(l, keras.layers.PReLU)]
+    assert len(slopes) == 82 and all(tuple(a.shape) == (1, 1, 1) for a in slopes)
+    per_channel = ENet(num_classes=3)
+    rng = np.random.default_rng(0)
+    for layer in per_channel.layers:
+        if isinstance(layer, keras.layers.PReLU):
+            layer.alpha.assign(rng.uniform(-0.2, 0.6, layer.alpha.shape).astype("float32"))
+    transfer_weights(per_channel, per_layer)
+    for name in ("initial_act", "bottleneck3_4_act", "bottleneck5_1_act"):
+        expected = np.mean(per_channel.get_layer(name).alpha.numpy())
+        assert per_layer.get_layer(name).alpha.numpy().item() == pytest.approx(expected, rel=1e-5)
+    np.testing.assert_array_equal(per_layer.get_layer("fullconv").kernel.numpy(),
+                                  per_channel.get_layer("fullconv").kernel.numpy())
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

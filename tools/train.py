@@ -86,7 +86,9 @@ def build_parser():
         add_switch(p, name, None, f"{what} (default: {getattr(d, name)}; synthetic and camvid: see DATASET_DEFAULTS)")
     p.add_argument("--class_weighting", default=d.class_weighting, choices=["enet", "median", "none"],
                    help=f"Class weighting from the training labels (default: {d.class_weighting})")
-    p.add_argument("--activation", default=d.activation, choices=["prelu", "relu"], help=f"Activation (default: {d.activation})")
+    p.add_argument("--activation", default=d.activation, choices=["prelu", "prelu_layer", "relu"],
+                   help=f"Activation: prelu (a slope per channel, the paper), prelu_layer (a slope per layer: "
+                        f"faster int8) or relu (default: {d.activation})")
     p.add_argument("--strategy", default=d.strategy, choices=STRATEGIES,
                    help=f"tf.distribute strategy; multiworker reads TF_CONFIG (default: {d.strategy})")
     p.add_argument("--mixed_precision", action="store_true", help="mixed_float16, for GPUs (default: off)")
