@@ -76,9 +76,9 @@ def ENet(
             layers share the full model's names, so `transfer_weights` moves them across.
             Defaults to False.
         activation: str. `"prelu"` (the paper: one slope per channel), `"prelu_layer"` (one
-            slope per layer: int8 exports it as LEAKY_RELU, which XNNPACK runs, and on 2-core
-            x86 CPUs int8 then takes about 0.6x fp32's time instead of 0.8x; docs/int8.md) or
-            `"relu"`. Defaults to `"prelu"`.
+            slope per layer: int8 exports it as LEAKY_RELU, which XNNPACK runs; on a 2-core
+            Intel Xeon int8 then took 0.59x of fp32's time with 2 threads, against 0.8-0.9x;
+            docs/int8.md) or `"relu"`. Defaults to `"prelu"`.
         dropout_rates: tuple of two floats. Spatial dropout in stage 1 and from bottleneck2_0
             on. Defaults to `(0.01, 0.1)`, the paper's.
         weights: None, `"camvid"` (weights trained on CamVid's 11 classes, shipped with the
