@@ -7,7 +7,8 @@ in one pass over the split (`enet_keras.evaluation.fit_logit_adjustment`), print
 per-class IoU per strength, and writes the model with the best offsets added to its last
 layer's bias (`enet_keras.rewrite.shift_logits`): same layers, same speed, every export form.
 The weights are the training's: the train split's, by --class_weighting and --c (the trainer's
-full-network defaults), or a run's class_weights_*.json given as --class_weights.
+full-network defaults), cached beside the model as the trainer caches them in its run folder (so
+a run's best.keras reuses its run's count), or a class_weights_*.json given as --class_weights.
 
 Writes <output> (.keras) and <output stem>_adjustment.json (every strength's metrics).
 
@@ -71,7 +72,8 @@ def main(argv=None):
     if args.class_weights:
         weights = read_class_weights(args.class_weights)
     else:
-        weights = data.class_weights(cli.get_source(args, "train"), method=args.class_weighting, c=args.c).tolist()
+        weights = data.class_weights(cli.get_source(args, "train"), method=args.class_weighting, c=args.c,
+                                     cache_dir=os.path.dirname(os.path.abspath(args.model))).tolist()
     strengths = None if args.strength is None else [0.0, args.strength]
     source = cli.get_source(args, args.split)
     fit = evaluation.fit_logit_adjustment(model, source, weights, strengths)
