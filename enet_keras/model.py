@@ -82,7 +82,8 @@ def ENet(
         dropout_rates: tuple of two floats. Spatial dropout in stage 1 and from bottleneck2_0
             on. Defaults to `(0.01, 0.1)`, the paper's.
         weights: None, `"camvid"` (weights trained on CamVid's 11 classes, shipped with the
-            package) or the path of a `.weights.h5` file. Defaults to None (random).
+            package for `activation="prelu"` and `"prelu_layer"`) or the path of a
+            `.weights.h5` file. Defaults to None (random).
         name: str. Model name. Defaults to `"enet"` or `"enet_encoder"`.
 
     Returns:
@@ -140,15 +141,15 @@ def ENet(
         model = keras.Model(image, logits, name=name or "enet")
 
     if weights is not None:
-        _load_weights(model, weights, num_classes, encoder_only)
+        _load_weights(model, weights, num_classes, encoder_only, activation)
     return model
 
 
-def _load_weights(model, weights, num_classes, encoder_only):
+def _load_weights(model, weights, num_classes, encoder_only, activation):
     from enet_keras import pretrained
 
     if weights in pretrained.WEIGHTS:
-        path = pretrained.weights_path(weights, num_classes=num_classes, encoder_only=encoder_only)
+        path = pretrained.weights_path(weights, num_classes, encoder_only, activation)
     elif isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights):
         path = weights
     else:

@@ -125,6 +125,8 @@ def test_per_layer_slopes_start_from_the_mean_of_per_channel_ones():
         ({"num_classes": 3, "dropout_rates": (0.1, 1.5)}, "dropout_rates"),
         ({"num_classes": 3, "weights": "imagenet"}, "weights must be None"),
         ({"num_classes": 3, "weights": "camvid"}, "num_classes=11"),
+        ({"num_classes": 11, "encoder_only": True, "weights": "camvid"}, "encoder_only=True"),
+        ({"num_classes": 11, "activation": "relu", "weights": "camvid"}, "activation='relu'"),
     ],
 )
 def test_clear_errors(kwargs, message):

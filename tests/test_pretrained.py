@@ -10,9 +10,9 @@ from enet_keras.pretrained import CAMVID_CLASSES, CAMVID_PALETTE
 CAMVID = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid"
 
 
-@pytest.fixture(scope="module")
-def model():
-    return ENet(num_classes=11, weights="camvid")
+@pytest.fixture(scope="module", params=["prelu", "prelu_layer"])
+def model(request):
+    return ENet(num_classes=11, activation=request.param, weights="camvid")
 
 
 def test_shipped_weights_load_and_are_trained(model):
@@ -32,3 +32,4 @@ def test_shipped_weights_segment_camvid_val(model):
     metrics = segmentation_metrics(confusion)
     # Far above chance (1/11 of pixels, mIoU ~0.05): the weights segment real street scenes.
     assert metrics["pixel_accuracy"] > 0.7 and metrics["mean_iou"] > 0.3, metrics
+
