@@ -29,6 +29,23 @@ def test_tf_keras_twin_computes_the_same_function():
     assert_same_function(twin, model, images)
 
 
+def test_per_layer_slopes_train_and_convert_as_leaky_relu():
+    # ENet(activation="prelu_layer"): negative slopes too, which training can reach.
+    model = with_random_statistics(with_random_slopes(ENet(num_classes=3, activation="prelu_layer"), -0.3, 0.5))
+    twin = qat.tf_keras_twin(model)
+    images = np.random.default_rng(1).integers(0, 256, (2, 64, 96, 3)).astype("float32")
+    assert_same_function(twin, rewrite.int8_export_form(model), images)
+
+    # Converting the whole ENet takes a minute on 2 cores; one Conv-BN-PReLU shows the op.
+    x = inputs = keras.Input((None, None, 3), name="image")
+    x = keras.layers.BatchNormalization()(keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(x))
+    x = keras.layers.PReLU(shared_axes=[1, 2, 3], alpha_initializer=keras.initializers.Constant(-0.2))(x)
+    small = keras.Model(inputs, keras.layers.Conv2D(3, 1)(x))
+    flatbuffer = qat.convert_int8(qat.quantize_model(small), 16, 16, list(images[:, :16, :16].astype(np.uint8)), 2)
+    ops = tflite.op_names(flatbuffer)
+    assert "LEAKY_RELU" in ops and {"PRELU", "MAXIMUM"}.isdisjoint(ops)
+
+
 def test_twin_of_slopes_above_one_is_exact():
     model = with_slopes_above_one(with_random_statistics(with_random_slopes(ENet(num_classes=3), 0.05, 0.3)))
     twin = qat.tf_keras_twin(model)

@@ -5,12 +5,12 @@ tfmot 0.8 quantizes tf_keras (Keras 2) models only, and our ENet is a Keras 3 mo
 1. `tf_keras_twin` rebuilds the trained Keras 3 model layer by layer in tf_keras, walking the
    functional graph of its int8 export form (`enet_keras.rewrite.int8_export_form`: the
    initial block's normalization folded into its branches, every PReLU as `max(x, alpha * x)`,
-   exact for slopes <= 1): standard layers from their configs, our custom layers from tf_keras
+   exact for slopes <= 1, or as `leaky_relu(x, slope)` with one slope per layer): standard layers from their configs, our custom layers from tf_keras
    twins below. Layer names and weights are the same, so weights copy by name.
 2. `quantize_model` annotates the twin for tfmot's default 8-bit scheme: convolutions,
    Conv+BatchNormalization pairs, Add, Concatenate and pooling take tfmot's own configs; a
    BatchNormalization that follows no convolution quantizes its output; the PReLU twin
-   quantizes its slopes and output; the index pooling, unpooling and channel padding only move
+   quantizes its slopes and output, the LeakyPReLU twin its output; the index pooling, unpooling and channel padding only move
    values, so they get no fake-quantization (their output keeps the scale of their input, as in
    TFLite).
 3. `fine_tune` trains the quantized model with `model.fit` on the same `tf.data` pipeline and
@@ -106,6 +106,20 @@ def _twin_classes():
         def get_config(self):
             return {**super().get_config(), "slopes_above_one": self.slopes_above_one}
 
+    class LeakyPReLU(tf_keras.layers.Layer):
+        """tf_keras twin of `enet_keras.layers.LeakyPReLU`: `leaky_relu(x, slope)`, the slope a
+        constant (one LEAKY_RELU op in int8)."""
+
+        def __init__(self, slope, **kwargs):
+            super().__init__(**kwargs)
+            self.slope = float(slope)
+
+        def call(self, inputs):
+            return tf.nn.leaky_relu(inputs, alpha=self.slope)
+
+        def get_config(self):
+            return {**super().get_config(), "slope": self.slope}
+
     quantizers = tfmot.quantization.keras.quantizers
 
     class NoQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
@@ -146,7 +160,7 @@ def _twin_classes():
 
     _twin_classes.cache = {
         "MaxPoolingWithArgmax2D": MaxPoolingWithArgmax2D, "MaxUnpooling2D": MaxUnpooling2D,
-        "ChannelPadding": ChannelPadding, "MaximumPReLU": MaximumPReLU,
+        "ChannelPadding": ChannelPadding, "MaximumPReLU": MaximumPReLU, "LeakyPReLU": LeakyPReLU,
         "NoQuantizeConfig": NoQuantizeConfig, "OutputQuantizeConfig": OutputQuantizeConfig,
         "PReLUQuantizeConfig": PReLUQuantizeConfig,
     }
@@ -209,8 +223,8 @@ def _twin_layer(layer, tf_keras, twins):
             f"QAT writes PReLU as max(x, alpha*x), which needs slopes shared over height and width; "
             f"layer {layer.name!r} has shared_axes={layer.shared_axes}"
         )
-    if name in twins:  # our layers: only the name, ChannelPadding's channels and MaximumPReLU's split
-        config = {k: v for k, v in layer.get_config().items() if k in ("name", "channels", "slopes_above_one")}
+    if name in twins:  # our layers: the name, ChannelPadding's channels, MaximumPReLU's split, LeakyPReLU's slope
+        config = {k: v for k, v in layer.get_config().items() if k in ("name", "channels", "slopes_above_one", "slope")}
         return twins[name](**config)
     try:
         return tf_keras.layers.deserialize({"class_name": name, "config": _standard_config(layer)})
@@ -250,7 +264,8 @@ def quantize_model(model):
         if isinstance(layer, (twins["MaxPoolingWithArgmax2D"], twins["MaxUnpooling2D"], twins["ChannelPadding"],
                               tf_keras.layers.Rescaling)):
             return annotate(layer, twins["NoQuantizeConfig"]())
-        if isinstance(layer, tf_keras.layers.BatchNormalization) and layer.name not in after_conv:
+        if isinstance(layer, twins["LeakyPReLU"]) or (
+                isinstance(layer, tf_keras.layers.BatchNormalization) and layer.name not in after_conv):
             return annotate(layer, twins["OutputQuantizeConfig"]())
         if isinstance(layer, tf_keras.layers.InputLayer):
             return layer
