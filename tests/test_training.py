@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 import keras
 
-from enet_keras.losses import WeightedSparseCategoricalCrossentropy
+from enet_keras.losses import LovaszSoftmax, WeightedSparseCategoricalCrossentropy
 from enet_keras.metrics import PixelAccuracy, mean_iou
 from enet_keras.training.callbacks import read_history
 
@@ -48,6 +48,44 @@ def test_ignored_pixels_do_not_count_and_all_ignored_is_zero():
         value = loss(all_ignored, x)
     grad = tape.gradient(value, x).numpy()
     assert float(value) == 0.0 and np.isfinite(grad).all() and not grad.any()
+
+
+def _hard_logits(predictions, num_classes):
+    return np.where(np.eye(num_classes)[predictions] > 0, 30.0, -30.0).astype("float32")
+
+
+def test_lovasz_softmax_is_one_minus_iou_on_hard_predictions():
+    # On 0/1 probabilities the Lovász extension equals the Jaccard loss: the mean of 1 - IoU over
+    # the classes present in the labels (class 4 is predicted but absent: not averaged).
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, (2, 12, 16))
+    labels[0, :3] = 255
+    predictions = rng.integers(0, 5, (2, 12, 16))
+    valid = labels != 255
+    ious = [np.sum((labels == c) & (predictions == c) & valid) / np.sum(((labels == c) | (predictions == c)) & valid)
+            for c in range(4)]
+    loss = LovaszSoftmax(num_classes=5, ignore_label=255, num_pixels=None)
+    assert float(loss(labels, _hard_logits(predictions, 5))) == pytest.approx(1 - np.mean(ious), rel=1e-5)
+    # Whatever sits under ignored pixels changes nothing.
+    other = predictions.copy()
+    other[0, :3] = 0
+    assert float(loss(labels, _hard_logits(other, 5))) == pytest.approx(1 - np.mean(ious), rel=1e-5)
+    assert float(loss(labels, _hard_logits(np.where(valid, labels, 0), 5))) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_lovasz_softmax_sampled_estimates_the_whole_batch_and_round_trips():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, (2, 64, 64))
+    logits = rng.normal(size=(2, 64, 64, 3)).astype("float32")
+    exact = float(LovaszSoftmax(3, num_pixels=None)(labels, logits))
+    sampled = LovaszSoftmax(3, num_pixels=4096, seed=0)
+    assert float(sampled(labels, logits)) == pytest.approx(exact, rel=0.05)
+    x = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        value = sampled(labels, x)
+    assert np.count_nonzero(tape.gradient(value, x).numpy()) > 0
+    again = LovaszSoftmax.from_config(sampled.get_config())
+    assert (again.num_classes, again.num_pixels, again.seed) == (3, 4096, 0)
 
 
 def test_metrics_skip_the_ignore_label():
@@ -164,7 +202,8 @@ def test_weight_decay_covers_every_parameter_as_coupled_l2():
 
 def test_mirrored_strategy_and_mixed_precision_on_the_cpu(tmp_path):
     assert keras.mixed_precision.global_policy().name == "float32"
-    summary = train_tool.main(TINY + ["--run_dir", str(tmp_path), "--strategy", "mirrored", "--mixed_precision",
+    # With the Lovász-Softmax loss too: its pixel sampling draws from a seed generator under the strategy.
+    summary = train_tool.main(TINY + ["--run_dir", str(tmp_path), "--strategy", "mirrored", "--mixed_precision", "--loss", "lovasz",
                                       "--encoder_epochs", "0", "--decoder_epochs", "1", "--steps_per_epoch", "1",
                                       "--validation_steps", "1", *SMALL])
     assert list(summary["stages"]) == ["decoder"] and summary["stages"]["decoder"]["epochs"] == 1
@@ -173,3 +212,4 @@ def test_mirrored_strategy_and_mixed_precision_on_the_cpu(tmp_path):
     model = keras.saving.load_model(tmp_path / "best.keras")
     bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
     assert bns and all(l.synchronized for l in bns) and bns[0].dtype_policy.name == "mixed_float16"
+    assert isinstance(model.loss, LovaszSoftmax)

@@ -49,7 +49,7 @@ def scale_range(text):
 
 def build_parser():
     from enet_keras.training import TrainConfig
-    from enet_keras.training.trainer import STAGES, STRATEGIES
+    from enet_keras.training.trainer import LOSSES, STAGES, STRATEGIES
 
     d = TrainConfig()
     p = cli.ArgumentParser(__doc__)
@@ -84,8 +84,11 @@ def build_parser():
                        help=f"{what} (default: {default}; synthetic and camvid: see DATASET_DEFAULTS)")
     for name, what in [("flip", "Random horizontal flips"), ("color_jitter", "Random brightness and contrast")]:
         add_switch(p, name, None, f"{what} (default: {getattr(d, name)}; synthetic and camvid: see DATASET_DEFAULTS)")
+    p.add_argument("--loss", default=d.loss, choices=LOSSES,
+                   help=f"crossentropy (class-weighted, the paper) or lovasz (Lovasz-Softmax, a surrogate of "
+                        f"1 - IoU; for fine-tuning a trained model) (default: {d.loss})")
     p.add_argument("--class_weighting", default=d.class_weighting, choices=["enet", "median", "none"],
-                   help=f"Class weighting from the training labels (default: {d.class_weighting})")
+                   help=f"Class weighting from the training labels, for crossentropy (default: {d.class_weighting})")
     p.add_argument("--activation", default=d.activation, choices=["prelu", "prelu_layer", "relu"],
                    help=f"Activation: prelu (a slope per channel, the paper), prelu_layer (a slope per layer: "
                         f"faster int8) or relu (default: {d.activation})")

@@ -19,10 +19,11 @@ from enet_keras.faults import crash_point
 from enet_keras.files import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
 from enet_keras.model import ENet, check_model_file, load_model, transfer_weights
 from enet_keras.training.callbacks import RunRecorder, read_history
-from enet_keras.losses import WeightedSparseCategoricalCrossentropy
+from enet_keras.losses import LovaszSoftmax, WeightedSparseCategoricalCrossentropy
 from enet_keras.metrics import PixelAccuracy, mean_iou
 
 STAGES = ("encoder", "decoder", "both")
+LOSSES = ("crossentropy", "lovasz")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 # Fields of the configuration that may change when a run is resumed.
 _RESUMABLE_FIELDS = ("strategy", "verbose", "jit_compile", "stage", "encoder_weights", "validation_freq")
@@ -57,6 +58,7 @@ class TrainConfig:
     decoder_epochs: int = 100
     learning_rate: float = 5e-4
     weight_decay: float = 2e-4
+    loss: str = "crossentropy"
     class_weighting: str = "enet"
     encoder_c: float = 1.2
     decoder_c: float = 1.02
@@ -79,6 +81,8 @@ class TrainConfig:
             raise ValueError(f"--stage must be one of {STAGES}. Received: {self.stage!r}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"--strategy must be one of {STRATEGIES}. Received: {self.strategy!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"--loss must be one of {LOSSES}. Received: {self.loss!r}")
         if self.class_weighting not in ("enet", "median", "none"):
             raise ValueError(f"--class_weighting must be enet, median or none. Received: {self.class_weighting!r}")
         for name in ("height", "width", "val_height", "val_width"):
@@ -107,6 +111,14 @@ class TrainConfig:
         low, high = self.scale_range
         if not 0 < low <= high:
             raise ValueError(f"--scale_range must be LOW,HIGH with 0 < LOW <= HIGH. Received: {low},{high}")
+
+
+def _loss(config, weights, ignore_label, num_classes):
+    if config.loss == "lovasz":  # IoU weighs the classes itself: no class weights
+        return LovaszSoftmax(num_classes, ignore_label, seed=config.seed)
+    return WeightedSparseCategoricalCrossentropy(
+        None if weights is None else list(map(float, weights)), ignore_label, num_classes
+    )
 
 
 def _strategy(name):
@@ -338,7 +350,7 @@ def _train_stage(config, stage, strategy, train_source, val_source, stage_dir, i
     if config.steps_per_epoch:
         train_ds = train_ds.repeat()
     weights = None
-    if config.class_weighting != "none":
+    if config.class_weighting != "none" and config.loss == "crossentropy":
         c = config.encoder_c if encoder else config.decoder_c
         weights = data.class_weights(
             train_source, method=config.class_weighting, c=c, cache_dir=config.run_dir
@@ -360,9 +372,7 @@ def _train_stage(config, stage, strategy, train_source, val_source, stage_dir, i
         schedule = poly_decay(config.learning_rate, epochs, steps)
         model.compile(
             optimizer=keras.optimizers.Adam(schedule),
-            loss=WeightedSparseCategoricalCrossentropy(
-                None if weights is None else list(map(float, weights)), train_source.ignore_label, num_classes
-            ),
+            loss=_loss(config, weights, train_source.ignore_label, num_classes),
             metrics=[mean_iou(num_classes, train_source.ignore_label), PixelAccuracy(train_source.ignore_label)],
             jit_compile=config.jit_compile,
         )
