@@ -5,14 +5,15 @@ tfmot 0.8 quantizes tf_keras (Keras 2) models only, and our ENet is a Keras 3 mo
 1. `tf_keras_twin` rebuilds the trained Keras 3 model layer by layer in tf_keras, walking the
    functional graph of its int8 export form (`enet_keras.rewrite.int8_export_form`: the
    initial block's normalization folded into its branches, every PReLU as `max(x, alpha * x)`,
-   exact for slopes <= 1, or as `leaky_relu(x, slope)` with one slope per layer): standard layers from their configs, our custom layers from tf_keras
-   twins below. Layer names and weights are the same, so weights copy by name.
+   exact for slopes <= 1, or as `leaky_relu(x, slope)` with one slope per layer): standard
+   layers from their configs, our custom layers from tf_keras twins below. Layer names and
+   weights are the same, so weights copy by name.
 2. `quantize_model` annotates the twin for tfmot's default 8-bit scheme: convolutions,
    Conv+BatchNormalization pairs, Add, Concatenate and pooling take tfmot's own configs; a
    BatchNormalization that follows no convolution quantizes its output; the PReLU twin
-   quantizes its slopes and output, the LeakyPReLU twin its output; the index pooling, unpooling and channel padding only move
-   values, so they get no fake-quantization (their output keeps the scale of their input, as in
-   TFLite).
+   quantizes its slopes and output, the LeakyPReLU twin its output; the index pooling,
+   unpooling and channel padding only move values, so they get no fake-quantization (their
+   output keeps the scale of their input, as in TFLite).
 3. `fine_tune` trains the quantized model with `model.fit` on the same `tf.data` pipeline and
    loss as float training (the Keras 3 loss runs on TensorFlow tensors).
 4. `convert_int8` converts it to a full-integer TFLite model (uint8 in, int8 out), taking the
