@@ -32,4 +32,3 @@ def test_shipped_weights_segment_camvid_val(model):
     metrics = segmentation_metrics(confusion)
     # Far above chance (1/11 of pixels, mIoU ~0.05): the weights segment real street scenes.
     assert metrics["pixel_accuracy"] > 0.7 and metrics["mean_iou"] > 0.3, metrics
-

@@ -29,7 +29,7 @@ def test_tf_keras_twin_computes_the_same_function():
     assert_same_function(twin, model, images)
 
 
-def test_per_layer_slopes_train_and_convert_as_leaky_relu():
+def test_per_layer_slopes_have_a_twin_and_convert_to_leaky_relu():
     # ENet(activation="prelu_layer"): negative slopes too, which training can reach.
     model = with_random_statistics(with_random_slopes(ENet(num_classes=3, activation="prelu_layer"), -0.3, 0.5))
     twin = qat.tf_keras_twin(model)

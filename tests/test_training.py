@@ -203,8 +203,8 @@ def test_weight_decay_covers_every_parameter_as_coupled_l2():
 def test_mirrored_strategy_and_mixed_precision_on_the_cpu(tmp_path):
     assert keras.mixed_precision.global_policy().name == "float32"
     # With the Lovász-Softmax loss too: its pixel sampling draws from a seed generator under the strategy.
-    summary = train_tool.main(TINY + ["--run_dir", str(tmp_path), "--strategy", "mirrored", "--mixed_precision", "--loss", "lovasz",
-                                      "--encoder_epochs", "0", "--decoder_epochs", "1", "--steps_per_epoch", "1",
+    summary = train_tool.main(TINY + ["--run_dir", str(tmp_path), "--strategy", "mirrored", "--mixed_precision",
+                                      "--loss", "lovasz", "--encoder_epochs", "0", "--decoder_epochs", "1", "--steps_per_epoch", "1",
                                       "--validation_steps", "1", *SMALL])
     assert list(summary["stages"]) == ["decoder"] and summary["stages"]["decoder"]["epochs"] == 1
     # mixed_float16 was set for the stage only: a notebook's policy is left as it was.
