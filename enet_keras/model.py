@@ -19,7 +19,7 @@ _STAGE_2_3 = (
     ("asymmetric", 1),
     ("dilated", 16),
 )
-_ACTIVATIONS = ("prelu", "prelu_layer", "relu")
+ACTIVATIONS = ("prelu", "prelu_layer", "relu")
 
 
 def _check_arguments(num_classes, input_shape, activation, dropout_rates):
@@ -38,8 +38,8 @@ def _check_arguments(num_classes, input_shape, activation, dropout_rates):
                 f"ENet downsamples by 8, so the input {what} must be a multiple of 8 (e.g. {sizes}), "
                 f"or None for any size. Received: input_shape={tuple(input_shape)}"
             )
-    if activation not in _ACTIVATIONS:
-        raise ValueError(f"activation must be one of {_ACTIVATIONS}. Received: activation={activation!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}. Received: activation={activation!r}")
     if len(dropout_rates) != 2 or not all(0 <= rate < 1 for rate in dropout_rates):
         raise ValueError(
             "dropout_rates must be two rates in [0, 1): before and after bottleneck2_0. "

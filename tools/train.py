@@ -49,6 +49,7 @@ def scale_range(text):
 
 def build_parser():
     from enet_keras.training import TrainConfig
+    from enet_keras.model import ACTIVATIONS
     from enet_keras.training.trainer import LOSSES, STAGES, STRATEGIES
 
     d = TrainConfig()
@@ -89,7 +90,7 @@ def build_parser():
                         f"1 - IoU; for fine-tuning a trained model) (default: {d.loss})")
     p.add_argument("--class_weighting", default=d.class_weighting, choices=["enet", "median", "none"],
                    help=f"Class weighting from the training labels, for crossentropy (default: {d.class_weighting})")
-    p.add_argument("--activation", default=d.activation, choices=["prelu", "prelu_layer", "relu"],
+    p.add_argument("--activation", default=d.activation, choices=ACTIVATIONS,
                    help=f"Activation: prelu (a slope per channel, the paper), prelu_layer (a slope per layer: "
                         f"faster int8) or relu (default: {d.activation})")
     p.add_argument("--strategy", default=d.strategy, choices=STRATEGIES,
