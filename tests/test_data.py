@@ -137,6 +137,56 @@ def test_camvid_layout_fixture(tmp_path):
     np.testing.assert_array_equal(got[0][0][..., 0], np.where(got[0][1] == 11, 250, got[0][1] * 20))
 
 
+def _drive_names(split):
+    return {"train": ["0001TP_1", "0001TP_2", "0006R0_1", "0016E5_1"], "val": ["0016E5_9"]}[split]
+
+
+def test_camvid_holdout_drive_and_trainval(tmp_path):
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for name in _drive_names(split):
+            image, label = _blocky_example(rng, 16, 16, 11, 11)
+            _png(tmp_path / split / f"{name}.png", image)
+            _png(tmp_path / f"{split}annot" / f"{name}.png", label)
+
+    def names(split, **options):
+        src = data.get_source("camvid", split, data_dir=str(tmp_path), **options)
+        examples = list(src.dataset())
+        assert src.num_examples == len(examples)
+        return src, examples
+
+    # Leave-one-drive-out over train+val: the drive is the val split, and only the val split.
+    train, examples = names("train", holdout_drive="0001TP")
+    val, held = names("val", holdout_drive="0001TP")
+    assert (train.num_examples, val.num_examples) == (3, 2)
+    assert val.options["holdout_drive"] == "0001TP"
+    images = {bytes(np.asarray(x).tobytes()) for x, _ in examples}
+    assert not images & {bytes(np.asarray(x).tobytes()) for x, _ in held}
+    assert names("train", holdout_drive="0016E5")[0].num_examples == 3  # 0016E5 from train and val
+    assert names("val", holdout_drive="0016E5")[0].num_examples == 2
+    # train+val for final weights; val stays the SegNet val.
+    assert names("train", trainval=True)[0].num_examples == 5
+    assert names("val", trainval=True)[0].num_examples == 1
+    # Plain CamVid keeps its options (and so the cache keys of existing runs).
+    assert data.get_source("camvid", "train", data_dir=str(tmp_path)).options == {"invalid_labels": "error"}
+    with pytest.raises(ValueError, match=r"holdout_drive must be one of the drives of train\+val "
+                                         r"\['0001TP', '0006R0', '0016E5'\]. Received: holdout_drive='Seq05VD'"):
+        data.get_source("camvid", "val", data_dir=str(tmp_path), holdout_drive="Seq05VD")
+    with pytest.raises(ValueError, match="holdout_drive and trainval exclude each other"):
+        data.get_source("camvid", "train", data_dir=str(tmp_path), holdout_drive="0001TP", trainval=True)
+    with pytest.raises(ValueError, match="trainval must be true or false"):
+        data.get_source("camvid", "train", data_dir=str(tmp_path), trainval="yes")
+
+
+@pytest.mark.skipif(not CAMVID_DIR.is_dir(), reason=f"CamVid not found at {CAMVID_DIR}")
+def test_camvid_real_holdout_folds():
+    counts = {drive: data.get_source("camvid", "val", data_dir=CAMVID_DIR, holdout_drive=drive).num_examples
+              for drive in ("0001TP", "0006R0")}
+    assert counts == {"0001TP": 62, "0006R0": 101}
+    assert data.get_source("camvid", "train", data_dir=CAMVID_DIR, holdout_drive="0006R0").num_examples == 367
+    assert data.get_source("camvid", "train", data_dir=CAMVID_DIR, trainval=True).num_examples == 468
+
+
 # ---------------------------------------------------------------- Cityscapes
 
 def test_cityscapes_maps_label_ids_to_train_ids(tmp_path):

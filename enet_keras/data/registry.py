@@ -26,7 +26,7 @@ def get_source(name, split, data_dir=None, **options):
     | name | data_dir | options |
     |---|---|---|
     | "synthetic" | not used | num_examples, height=360, width=480, seed=0 |
-    | "camvid" | SegNet CamVid folder | invalid_labels="error", check_files=True |
+    | "camvid" | SegNet CamVid folder | invalid_labels="error", check_files=True, holdout_drive=None, trainval=False |
     | "cityscapes" | folder with leftImg8bit/ and gtFine/ | check_files=True |
     | "tfds" | manual download folder with the 2 zips | tfds_data_dir=None, shuffle_buffer=256 |
     | "folder" | folder with <split>/images/, <split>/masks/ | num_classes, ignore_label=255, palette_file, class_names, invalid_labels, check_files |
