@@ -75,3 +75,10 @@ def tensorrt_enabled():
     except ImportError:
         return False
     return bool(trt_convert._pywrap_py_utils.is_tensorrt_enabled())
+
+
+def backup_files(callback):
+    """`(weights, metadata)`: the files a `keras.callbacks.BackupAndRestore` writes; with
+    `double_checkpoint` each has its previous version at the same path plus `.bkp`. Keras
+    writes the metadata JSON in place, so a kill or a full disk can leave it empty."""
+    return callback._weights_path, callback._training_metadata_path

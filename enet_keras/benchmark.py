@@ -49,6 +49,7 @@ import tensorflow as tf
 
 from enet_keras import _internals
 from enet_keras.files import disk_size
+from enet_keras.model import check_memory
 
 FORMATS = ("keras", "keras_xla", "savedmodel", "tflite_fp32", "tflite_fp16", "tflite_int8", "onnx")
 COLUMNS = (
@@ -112,6 +113,7 @@ def parse_sizes(text):
         height, width = int(parts[0]), int(parts[1])
         if height <= 0 or width <= 0 or height % 8 or width % 8:
             raise ValueError(f"ENet needs heights and widths that are positive multiples of 8. Received: {item!r}")
+        check_memory(height, width, flag="--sizes")
         sizes.append((height, width))
     if not sizes:
         raise ValueError(f"sizes is empty. Received: {text!r}")

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import math
 import sys
 import traceback
 
@@ -35,16 +36,37 @@ def _split_example(doc):
     return "\n".join(lines[:start] + lines[end:]).strip(), "\n".join(lines[start:end]).rstrip()
 
 
+def finite_float(text):
+    """argparse type of a float flag: a finite number (not nan, inf or 1e999)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a number. Received: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expects a finite number. Received: {text!r}")
+    return value
+
+
+def _reject_constant(name):
+    raise ValueError(name)
+
+
 def key_value(text):
     """argparse type of `--dataset_option KEY=VALUE`: returns `(key, value)`, the value parsed as
-    JSON when it can be (`num_examples=20` gives the int 20), else kept as a string."""
+    JSON when it can be (`num_examples=20` gives the int 20), else kept as a string. Non-finite
+    numbers (NaN, Infinity, 1e999) are refused."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expects KEY=VALUE. Received: {text!r}")
     try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+        parsed = json.loads(value, parse_constant=_reject_constant)
+    except ValueError:  # JSONDecodeError, or NaN / Infinity
+        parsed = value
+        if value.strip().lstrip("+-").lower() in ("nan", "inf", "infinity"):
+            raise argparse.ArgumentTypeError(f"expects a finite number for {key}. Received: {text!r}") from None
+    if isinstance(parsed, float) and not math.isfinite(parsed):
+        raise argparse.ArgumentTypeError(f"expects a finite number for {key}. Received: {text!r}")
+    return key, parsed
 
 
 def comma_list(choices):
@@ -97,16 +119,36 @@ def get_source(args, split):
 
 
 # What a user can cause: a bad flag value, a missing or unreadable file, a wrong model. Bad data
-# found inside a tf.data pipeline (a corrupt image, a label value out of range) arrives as
-# TensorFlow's InvalidArgumentError.
+# found inside a tf.data pipeline (a corrupt image, a label value out of range, a truncated
+# TFRecord) arrives as TensorFlow's InvalidArgumentError or DataLossError.
 USER_ERRORS = (ValueError, OSError, RuntimeError)
+_TF_DATA_ERRORS = ("InvalidArgumentError", "DataLossError")
+# Modules of the optional extras (setup.cfg) -> the extra that installs them.
+EXTRAS = {
+    "tf_keras": "qat", "tensorflow_model_optimization": "qat", "ai_edge_litert": "litert",
+    "onnx": "onnx", "onnxruntime": "onnx", "tf2onnx": "onnx", "tensorflow_datasets": "tfds",
+    "tensorflow_serving": "serving", "cv2": "video",
+}
+
+
+def missing_extra_message(error):
+    """For an `ImportError` of a module of an optional extra: the one line that says which
+    `pip install "enet_keras[extra]"` brings it; None otherwise."""
+    name = (getattr(error, "name", None) or "").split(".")[0]
+    if name in EXTRAS:
+        return f'{name} is not installed; it comes with pip install "enet_keras[{EXTRAS[name]}]"'
+    if "enet_keras[" in str(error):  # our own message already names the extra
+        return str(error)
+    return None
 
 
 def _user_message(error):
     """The one-line message of a user error, or None for anything else (a bug)."""
     if isinstance(error, USER_ERRORS):
         message = str(error)
-    elif type(error).__name__ == "InvalidArgumentError" and type(error).__module__.startswith("tensorflow"):
+    elif isinstance(error, ImportError) and missing_extra_message(error):
+        message = missing_extra_message(error)
+    elif type(error).__name__ in _TF_DATA_ERRORS and type(error).__module__.startswith("tensorflow"):
         # Drop TensorFlow's graph context ("[[{{node ...}}]]", "Op:...") after the message.
         message = error.message.split("\n\t [[")[0].split(" [Op:")[0]
         message = message.replace("assertion failed: ", "")

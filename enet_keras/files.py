@@ -1,10 +1,121 @@
-"""Atomic file and folder writes: outputs appear whole or not at all."""
+"""Our outputs, safely: paths resolved and checked before a write, one writer at a time, and
+files and folders that appear whole or not at all."""
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import shutil
 import tempfile
+import time
+
+
+def resolve_output(path, flag):
+    """The absolute, symlink-free path of an output, checked to be a path at all.
+
+    An empty path would otherwise become the current folder (`os.path.abspath("")`), and
+    `dir/missing/..` is `dir`: both must be checked as what they resolve to.
+
+    Args:
+        path: str or PathLike. The path the user gave.
+        flag: str. The flag or argument that gave it, for messages.
+
+    Returns:
+        The resolved path (`os.path.realpath`).
+
+    Raises:
+        ValueError: naming `flag` if `path` is None, empty or blank.
+    """
+    if path is None or not os.fspath(path).strip():
+        raise ValueError(f"{flag} is empty: give the path of the output (an unset shell variable?). "
+                         f"Received: {flag} {path!r}")
+    return os.path.realpath(os.fspath(path))
+
+
+def check_file_name(name, flag):
+    """Raises ValueError unless `name` is a plain file name: no folder part, not `.` or `..`."""
+    if not isinstance(name, str) or not name.strip() or name in (".", "..") \
+            or os.sep in name or (os.altsep and os.altsep in name) or name.startswith("."):
+        raise ValueError(f"{flag} must be a plain file name (no folder, not hidden). Received: {flag} {name!r}")
+
+
+class InUseError(OSError):
+    """Another process holds the lock of a run or export folder."""
+
+
+@contextlib.contextmanager
+def exclusive(path, what=None):
+    """Holds an advisory lock on `path` (a run or export folder) for the `with` block.
+
+    The lock is `fcntl.flock` on the hidden file `.<name>.lock` beside `path` (beside, not
+    inside, because an export folder is swapped whole), which holds the owner's process id and
+    start time for the message a second process gets. The file is removed on release; a kill
+    leaves it behind, unlocked, and the next process takes it. The lock is released by the
+    kernel when the process dies, so a crash never leaves the folder locked.
+
+    Args:
+        path: str or PathLike. The folder to lock (need not exist).
+        what: str or None. How to name the folder in the message. Defaults to `path`.
+
+    Raises:
+        InUseError: `"<what> is in use by process <pid> (started <time>)"` if another process
+            holds the lock.
+    """
+    path = os.path.realpath(os.fspath(path))
+    parent, name = os.path.split(path)
+    make_folder(parent)
+    lock_path = os.path.join(parent, f".{name}.lock")
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            with os.fdopen(fd) as f:
+                owner = f.read().strip() or "unknown"
+            raise InUseError(f"{what or path} is in use by process {owner}") from None
+        # The holder before us may have removed the file after we opened it: lock the file that
+        # is at the path now.
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(lock_path)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} (started {time.strftime('%Y-%m-%d %H:%M:%S')})".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(lock_path)
+        os.close(fd)
+
+
+def check_writable(path, flag):
+    """Checks, before long work, that the file `path` can be written: its nearest existing
+    folder is writable (the rest is created) and `path` is not a folder.
+
+    Raises:
+        ValueError: naming `flag` if `path` is a folder.
+        OSError: naming `flag` and the folder if it cannot be written.
+    """
+    path = os.path.realpath(os.fspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path} is a folder; give a file path")
+    folder = os.path.dirname(path)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+        raise OSError(errno.EACCES, f"{flag} {path}: cannot write in {folder}")
+
+
+def make_folder(path):
+    """`os.makedirs(path, exist_ok=True)` with an error that names the path."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot create folder {path}: {e.strerror or e}") from None
 
 
 def atomic_write_bytes(path, data):
@@ -13,11 +124,17 @@ def atomic_write_bytes(path, data):
     Args:
         path: str or PathLike. Destination; its folder is created if missing.
         data: bytes.
+
+    Raises:
+        OSError: naming `path`, if it cannot be written (a full disk, a read-only folder, ...).
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    make_folder(folder)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -25,9 +142,11 @@ def atomic_write_bytes(path, data):
             os.fsync(f.fileno())
         _normal_mode(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        if isinstance(e, OSError) and not isinstance(e, InUseError):
+            raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
         raise
 
 
@@ -44,21 +163,51 @@ def _normal_mode(path, directory=False):
 
 
 @contextlib.contextmanager
-def atomic_directory(path):
+def atomic_directory(path, owned=None, flag="path"):
     """Yields a temporary folder beside `path`; on success it replaces `path` whole.
 
     An existing `path` is only removed once the new folder is complete, so a failed export
-    leaves the old one (or nothing), never a half-written model. Temporary folders of the same
-    `path` left by a killed process are removed first. The folder gets the usual permissions.
+    leaves the old one (or nothing), never a half-written model. It is replaced only if it is
+    empty or `owned(path)` says we wrote it: a user's folder is never moved or deleted. The
+    whole write holds the lock of `path` (`exclusive`), so temporary folders of the same `path`
+    left by a killed process can be removed first. The folder gets the usual permissions.
 
     Args:
-        path: str or PathLike. The destination folder.
+        path: str or PathLike. The destination folder (resolved with `resolve_output`).
+        owned: callable or None. `owned(path)` is True for an existing folder that may be
+            replaced. None replaces only an empty folder. Defaults to None.
+        flag: str. The flag or argument that gave `path`, for messages. Defaults to "path".
+
+    Raises:
+        ValueError: naming `flag`, for an empty path, a file, or a folder that is not ours.
+        InUseError: if another process writes `path`.
     """
-    path = os.path.abspath(os.fspath(path))
+    path = resolve_output(path, flag)
     parent, name = os.path.split(path)
-    os.makedirs(parent, exist_ok=True)
-    remove_stale_temporaries(parent, names=(name,))
-    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{name}.", suffix=".tmp")
+    with exclusive(path, f"{flag} {path}"):
+        check_replaceable(path, owned, flag)
+        remove_stale_temporaries(parent, names=(name,))
+        with _swap_in(path) as tmp:
+            yield tmp
+
+
+def check_replaceable(path, owned=None, flag="path"):
+    """Raises ValueError naming `flag` unless `path` is new, an empty folder, or a folder that
+    `owned(path)` accepts."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise ValueError(f"{flag} {path} is a file, not a folder: choose a folder")
+    if os.path.isdir(path) and os.listdir(path) and not (owned and owned(path)):
+        raise ValueError(f"{flag} {path} is a folder that holds files we did not write; it would be "
+                         "replaced whole, so choose a new or empty folder")
+
+
+@contextlib.contextmanager
+def _swap_in(path):
+    parent, name = os.path.split(path)
+    try:
+        tmp = tempfile.mkdtemp(dir=parent, prefix=f".{name}.", suffix=".tmp")
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write in {parent}: {e.strerror or e}") from None
     try:
         yield tmp
         _normal_mode(tmp, directory=True)
@@ -79,7 +228,7 @@ def remove_stale_temporaries(folder, names=None):
     """Deletes what a killed write left in `folder`: the hidden `.<name>.*.tmp` files and
     folders of `atomic_write_bytes` and `atomic_directory`, their `.old` folders, and the
     `.<name>.tmp.keras` files of model saves. Call it only where no other process is writing
-    the same names.
+    the same names: hold the folder's lock (`exclusive`).
 
     Args:
         folder: str or PathLike. A missing folder is fine.

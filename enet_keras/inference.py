@@ -73,7 +73,7 @@ def read_video_frames(path, every=1):
         import cv2
     except ImportError as error:
         raise ImportError(
-            f"Reading the video {path} needs opencv-python (pip install opencv-python-headless)"
+            f'Reading the video {path} needs OpenCV: pip install "enet_keras[video]"'
         ) from error
     capture = cv2.VideoCapture(os.fspath(path))
     if not capture.isOpened():

@@ -208,6 +208,49 @@ def transfer_weights(source, target, skip=()):
     return copied
 
 
+# Floats in all of ENet's layer outputs per input pixel (533 at 360x480, counted from the
+# layers' output shapes), the activations a training step keeps for its gradients.
+_FLOATS_PER_PIXEL = 533
+
+
+def check_memory(height, width, batch_size=1, training=False, flag="size"):
+    """Refuses an input size whose activations cannot fit this machine's memory, before work
+    starts (instead of an out-of-memory kill or a segfault minutes later).
+
+    The estimate is `batch * height * width * 533` float32 layer outputs, twice that when
+    training (the gradients); the limit is the physical memory.
+
+    Args:
+        height, width: int. Input size.
+        batch_size: int. Images per step. Defaults to 1.
+        training: bool. Whether gradients are kept too. Defaults to False.
+        flag: str. The flag that set the size, for the message. Defaults to "size".
+
+    Raises:
+        ValueError: naming `flag`, the size and both amounts in GB.
+    """
+    needed = batch_size * height * width * _FLOATS_PER_PIXEL * 4 * (2 if training else 1)
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if needed > available:
+        raise ValueError(
+            f"{flag}: {height}x{width} (batch {batch_size}) needs about {needed / 1e9:.0f} GB for ENet's "
+            f"activations{' and gradients' if training else ''}; this machine has {available / 1e9:.0f} GB"
+        )
+
+
+def check_full_network(model, flag="--model"):
+    """Raises ValueError naming `flag` if `model` is the encoder stage (`encoder_only=True`),
+    whose logits are 1/8 of the input: evaluating, predicting or exporting wants the whole ENet."""
+    if any(layer.name == "encoder_classifier" for layer in model.layers):
+        raise ValueError(
+            f"{flag}: {model.name} is an encoder-only ENet (the first training stage; its output is 1/8 "
+            "of the input). Use the whole network: <run_dir>/best.keras or <run_dir>/decoder/best.keras"
+        )
+
+
 def check_model_file(path, flag="--model"):
     """Checks, without loading it, that `path` is a whole `.keras` file; returns the path as str.
 

@@ -107,13 +107,14 @@ class KerasPredictor(Predictor):
         import tensorflow as tf
 
         from enet_keras.rewrite import fold_batch_norm
-        from enet_keras.model import load_model
+        from enet_keras.model import check_full_network, load_model
 
         if isinstance(path_or_model, keras.Model):
             model, self.path = path_or_model, path_or_model.name
         else:
             self.path = os.fspath(path_or_model)
             model = load_model(self.path)
+        check_full_network(model, f"model {self.path}")
         self.model = fold_batch_norm(model)
         self.num_classes = int(self.model.output_shape[-1])
         self.input_size = _fixed_size(self.model.input_shape)

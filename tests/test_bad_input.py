@@ -16,6 +16,7 @@ from PIL import Image
 
 from enet_keras import cli
 from enet_keras.model import ENet
+from helpers import small_segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC = ["--dataset", "synthetic", "--dataset_option", "num_examples=2", "--dataset_option", "height=32",
@@ -51,6 +52,24 @@ def _folder(root, label_value=None, n=2, size=32):
         _png(root / "val" / "masks" / f"img{i}.png", label)
 
 
+def _tfrecords(root):
+    """`tfr_truncated` (a shard cut short) and `tfr_other` (a shard of other features)."""
+    import tensorflow as tf
+
+    from enet_keras import data
+
+    source = data.get_source("folder", "val", str(root / "folder"), num_classes=3)
+    for name in ("tfr_truncated", "tfr_other"):
+        data.write_tfrecords(source, str(root / name), num_shards=1, progress=False)
+    (shard,) = (root / "tfr_truncated").glob("*.tfrecord")
+    shard.write_bytes(shard.read_bytes()[:-100])
+    (shard,) = (root / "tfr_other").glob("*.tfrecord")
+    with tf.io.TFRecordWriter(str(shard)) as writer:
+        for _ in range(2):
+            feature = {"image_raw": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+
+
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     """A workspace of good and bad files; every case runs against it and must leave it as it was."""
@@ -78,6 +97,22 @@ def ws(tmp_path_factory):
     (root / "not_export" / "keep.txt").write_text("mine")
     (root / "run_other").mkdir()
     (root / "run_other" / "config.json").write_text('{"batch_size": 2}')
+    (root / "run_other" / "decoder").mkdir()
+    (root / "run_other" / "decoder" / "history.csv").write_text("epoch,loss\n0,1.5\n")
+    (root / "run_bad_config" / "decoder").mkdir(parents=True)
+    (root / "run_bad_config" / "config.json").write_text("")  # emptied by a full disk
+    (root / "run_bad_config" / "decoder" / "history.csv").write_text("epoch,loss\n0,1.5\n")
+    ENet(num_classes=3, encoder_only=True).save(root / "encoder.keras")
+    small_segmenter().save(root / "small.keras")  # exports in seconds
+    _folder(root / "folder_jpeg_mask")
+    with Image.open(root / "folder_jpeg_mask" / "train" / "masks" / "img1.png") as im:
+        im.convert("L").save(root / "folder_jpeg_mask" / "train" / "masks" / "img1.png", format="JPEG")
+    _folder(root / "folder_corrupt")
+    path = root / "folder_corrupt" / "train" / "images" / "img0.png"
+    png = bytearray(path.read_bytes())
+    png[len(png) // 2] ^= 0xFF  # a flipped byte in the image data; header and IEND intact
+    path.write_bytes(bytes(png))
+    _tfrecords(root)
     return root
 
 
@@ -115,6 +150,19 @@ CASES = [
     ("train", SYNTHETIC + ["--stage", "decoder", "--encoder_weights", "{ws}/truncated.keras"],
      "--encoder_weights: {ws}/truncated.keras is not a .keras file"),
     ("train", SYNTHETIC + ["--verbose", "3"], "--verbose: invalid choice"),
+    # train.py: every flag checked before the run folder is made or changed
+    ("train", SYNTHETIC + ["--weight_decay", "inf"], "--weight_decay: expects a finite number"),
+    ("train", SYNTHETIC + ["--learning_rate", "nan"], "--learning_rate: expects a finite number"),
+    ("train", SYNTHETIC + ["--decoder_c", "1e999"], "--decoder_c: expects a finite number"),
+    ("train", SYNTHETIC + ["--scale_range", "1,inf"], "--scale_range"),
+    ("train", SYNTHETIC + ["--height", "80000"], "--height/--width: 80000x160 (batch 8) needs about"),
+    ("train", SYNTHETIC + ["--dataset_option", "num_examples=2.5"], "num_examples must be an integer"),
+    ("train", SYNTHETIC + ["--dataset_option", "height=Infinity"], "expects a finite number for height"),
+    ("train", SYNTHETIC + ["--dataset_option", "height=1e999"], "expects a finite number for height"),
+    ("train", SYNTHETIC + ["--run_dir", ""], "--run_dir is empty"),
+    ("train", SYNTHETIC + ["--run_dir", "{ws}/street.png"], "street.png is a file"),
+    ("train", SYNTHETIC + ["--run_dir", "{ws}/run_bad_config"],
+     "{ws}/run_bad_config/config.json is unreadable"),
     # evaluate.py: model files
     ("evaluate", SYNTHETIC + ["--model", "{ws}/missing.keras"], "{ws}/missing.keras"),
     ("evaluate", SYNTHETIC + ["--model", "{ws}/empty.keras"], "{ws}/empty.keras is empty"),
@@ -139,6 +187,19 @@ CASES = [
      "img1"),
     ("evaluate", ["--dataset", "folder", "--data_dir", "{ws}/folder", "--model", "{ws}/three.keras", "--dataset_option",
                   "num_classes=2"], "predicts 3 classes but the dataset 'folder' (val) has 2"),
+    ("evaluate", FOLDER + ["--data_dir", "{ws}/folder", "--model", "{ws}/three.keras", "--dataset_option",
+                           "num_classes=3.5"], "folder option num_classes must be an integer"),
+    ("evaluate", FOLDER + ["--data_dir", "{ws}/folder_jpeg_mask", "--model", "{ws}/three.keras", "--split", "train"],
+     "label file {ws}/folder_jpeg_mask/train/masks/img1.png is a JPEG"),
+    ("evaluate", FOLDER + ["--data_dir", "{ws}/folder_corrupt", "--model", "{ws}/three.keras", "--split", "train"],
+     "image file {ws}/folder_corrupt/train/images/img0.png is corrupt"),
+    ("evaluate", ["--dataset", "tfrecord", "--data_dir", "{ws}/tfr_truncated", "--model", "{ws}/three.keras"],
+     "is truncated or not a TFRecord file"),
+    ("evaluate", ["--dataset", "tfrecord", "--data_dir", "{ws}/tfr_other", "--model", "{ws}/three.keras"],
+     "does not hold enet_keras examples"),
+    ("evaluate", FOLDER + ["--data_dir", "{ws}/folder", "--model", "{ws}/encoder.keras"], "is an encoder-only ENet"),
+    ("evaluate", FOLDER + ["--data_dir", "{ws}/folder", "--model", "{ws}/three.keras", "--output", ""],
+     "--output is empty"),
     # export.py
     ("export", ["--model", "{ws}/three.keras", "--output_dir", "{ws}/out", "--formats", "tflite_fp32", "--height", "100"],
      "--height must be a positive multiple of 8"),
@@ -153,6 +214,16 @@ CASES = [
      "--model: {ws}/truncated.keras is not a .keras file"),
     ("export", ["--model", "{ws}/three.keras", "--output_dir", "{ws}/not_export", "--formats", "tflite_fp32"],
      "--output_dir {ws}/not_export exists and is not an export folder"),
+    # export.py: never replaces what is not ours
+    ("export", ["--model", "{ws}/three.keras", "--output_dir", "", "--formats", "tflite_fp32"], "--output_dir is empty"),
+    ("export", ["--model", "{ws}/three.keras", "--output_dir", "{ws}/not_export/missing/..", "--formats",
+                "tflite_fp32"], "--output_dir {ws}/not_export/missing/.. exists and is not an export folder"),
+    ("export", ["--model", "{ws}/three.keras", "--output_dir", "{ws}/street.png", "--formats", "tflite_fp32"],
+     "--output_dir {ws}/street.png is a file"),
+    ("export", ["--model", "{ws}/three.keras", "--output_dir", "{ws}/out", "--formats", "tflite_fp32",
+                "--model_name", "../x"], "--model_name must be a plain file name"),
+    ("export", ["--model", "{ws}/encoder.keras", "--output_dir", "{ws}/out", "--formats", "tflite_fp32"],
+     "is an encoder-only ENet"),
     # predict.py
     ("predict", ["--model", "{ws}/three.keras", "--input", "{ws}/street.png", "--output_dir", "{ws}/out", "--alpha", "5"],
      "--alpha must be in [0, 1]"),
@@ -165,6 +236,8 @@ CASES = [
                  "--palette", "{ws}/palette.json"], "{ws}/palette.json"),
     ("predict", ["--model", "{ws}/three.keras", "--input", "{ws}/street.png", "--output_dir", "{ws}/out",
                  "--palette", "rainbow"], "rainbow"),
+    ("predict", ["--model", "{ws}/encoder.keras", "--input", "{ws}/street.png", "--output_dir", "{ws}/out"],
+     "is an encoder-only ENet"),
     # qat.py
     ("qat", ["--model", "{ws}/three.keras", "--output", "{ws}/out/q.tflite", "--epochs", "0"], "--epochs and --batch_size must be >= 1"),
     ("qat", ["--model", "{ws}/three.keras", "--output", "{ws}/out/q.tflite", "--height", "100"], "--height must be a positive multiple of 8"),
@@ -173,6 +246,7 @@ CASES = [
     ("benchmark", ["--runs", "0"], "--runs must be >= 1"),
     ("benchmark", ["--warmup", "-1"], "--warmup must be >= 0"),
     ("benchmark", ["--sizes", "100x100"], "--sizes"),
+    ("benchmark", ["--sizes", "80000x80000"], "--sizes: 80000x80000 (batch 1) needs about"),
     ("benchmark", ["--threads", "0"], "--threads"),
     ("benchmark", ["--model", "{ws}/missing.keras"], "{ws}/missing.keras"),
     ("benchmark", ["--keep_exports"], "--keep_exports needs --output_dir"),
@@ -221,3 +295,97 @@ def test_every_tool_help_ends_with_defaults_and_an_example():
             if action.help and action.dest != "help":
                 assert re.search(r"\((default: .*|required)\)\.?$", action.help), (name, action.dest, action.help)
 
+
+
+# Data loss: an export must never move or delete what it did not write.
+
+def _export(model, out, name="enet"):
+    return cli.run(TOOLS["export"].main, ["--model", str(model), "--output_dir", str(out), "--formats", "tflite_fp32",
+                                          "--height", "32", "--width", "32", "--model_name", name])
+
+
+def _exit_code(call):
+    with pytest.raises(SystemExit) as exit_info:
+        call()
+    return exit_info.value.code
+
+
+@pytest.mark.parametrize("destination", ["", "{d}/missing/..", "{d}/sentinel.txt", "{d}", "{link}"])
+def test_export_never_touches_a_folder_or_file_that_is_not_ours(ws, tmp_path, monkeypatch, destination):
+    d = tmp_path / "user"
+    d.mkdir()
+    (d / "sentinel.txt").write_text("mine")
+    (tmp_path / "cwd_sentinel.txt").write_text("mine too")
+    (tmp_path / "link").symlink_to(d)
+    monkeypatch.chdir(tmp_path)  # "" would be the current folder
+    before = _listing(tmp_path)
+    out = destination.replace("{d}", str(d)).replace("{link}", str(tmp_path / "link"))
+    assert _exit_code(lambda: _export(ws / "small.keras", out)) == 2
+    assert _listing(tmp_path) == before and (d / "sentinel.txt").read_text() == "mine"
+    assert (tmp_path / "link").is_symlink()
+
+
+def test_export_through_a_symlink_replaces_the_target_and_keeps_the_link(ws, tmp_path):
+    real, link = tmp_path / "real", tmp_path / "link"
+    assert _exit_code(lambda: _export(ws / "small.keras", real)) == 0
+    link.symlink_to(real)
+    assert _exit_code(lambda: _export(ws / "small.keras", link, name="again")) == 0
+    assert link.is_symlink() and (real / "again_fp32.tflite").exists() and not (real / "enet_fp32.tflite").exists()
+
+
+def test_a_file_put_into_an_export_folder_stops_the_next_export(ws, tmp_path, capsys):
+    out = tmp_path / "export"
+    assert _exit_code(lambda: _export(ws / "small.keras", out)) == 0
+    (out / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert _exit_code(lambda: _export(ws / "small.keras", out)) == 2
+    assert "holds files the export did not write (notes.txt)" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine" and (out / "enet_fp32.tflite").exists()
+
+
+def test_evaluate_on_an_export_writes_beside_it_and_a_reexport_keeps_its_results(ws, tmp_path, capsys):
+    out = tmp_path / "export"
+    assert _exit_code(lambda: _export(ws / "small.keras", out)) == 0
+    args = FOLDER + ["--data_dir", str(ws / "folder"), "--model", str(out / "enet_fp32.tflite"), "--examples", "1"]
+    assert _exit_code(lambda: cli.run(TOOLS["evaluate"].main, args)) == 0
+    results = tmp_path / "export_enet_fp32_folder_val_eval.json"
+    assert results.exists() and (tmp_path / "export_enet_fp32_folder_val_eval_examples.png").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["enet_fp32.tflite", "export_config.json", "export_summary.json"]
+    assert _exit_code(lambda: _export(ws / "small.keras", out)) == 0  # the export folder held nothing else
+    assert results.exists()
+
+
+def test_a_corrupt_history_names_the_file(tmp_path):
+    from enet_keras.training.callbacks import read_history
+
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss\n0,1.5\n1,not-a-number\n")
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))} is not a readable training history"):
+        read_history(path)
+
+
+def test_a_missing_extra_is_one_line_that_names_it(capsys):
+    def main(argv):
+        import enet_keras_missing_module  # noqa: F401
+
+    def main_cv2(argv):
+        raise ModuleNotFoundError("No module named 'cv2'", name="cv2")
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run(main_cv2, [])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == 'error: cv2 is not installed; it comes with pip install "enet_keras[video]"\n'
+    with pytest.raises(ModuleNotFoundError):  # not an extra of ours: a bug, with its traceback
+        cli.run(main, [])
+
+
+@pytest.mark.slow
+def test_a_run_stopped_by_bad_data_takes_the_fix_its_error_suggests(ws, tmp_path, capsys):
+    run = ["--dataset", "folder", "--data_dir", str(ws / "folder_bad_label"), "--dataset_option", "num_classes=3",
+           "--run_dir", str(tmp_path / "run"), "--height", "32", "--width", "32", "--batch_size", "2",
+           "--encoder_epochs", "0", "--decoder_epochs", "1", "--verbose", "0"]
+    assert _exit_code(lambda: cli.run(TOOLS["train"].main, run)) == 2
+    assert "--dataset_option invalid_labels=ignore" in capsys.readouterr().err
+    assert (tmp_path / "run" / "config.json").exists()  # written, but nothing was trained
+    assert _exit_code(lambda: cli.run(TOOLS["train"].main, run + ["--dataset_option", "invalid_labels=ignore"])) == 0
+    assert (tmp_path / "run" / "best.keras").exists()

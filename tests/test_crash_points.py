@@ -57,11 +57,18 @@ def test_training_killed_at_every_crash_point_ends_whole(tmp_path):
     assert {p.split("=")[0] for p in TRAINING_POINTS} == {p for p in faults.POINTS if not p.startswith("export")}
     run_dir = tmp_path / "run"
     args = TINY + ["--run_dir", str(run_dir)]
+    emptied = False
     for point in TRAINING_POINTS:
         killed = _run("train.py", args, point)
         assert killed.returncode == faults.EXIT_STATUS, (point, killed.stderr[-3000:])
+        assert ("training_metadata.json was unreadable" in killed.stdout) == emptied, killed.stdout[-2000:]
         for model in run_dir.rglob("*.keras"):  # what a kill leaves in place is whole
             assert zipfile.is_zipfile(model), (point, model)
+        # Keras writes its backup's metadata in place: a kill or a full disk then can leave it
+        # empty. The next run must still resume (from the previous epoch's copy).
+        emptied = point == "epoch_committed=1"
+        if emptied:
+            (run_dir / "encoder" / "backup" / "training_metadata.json").write_text("")
 
     summary = train_tool.main(args)  # the last rerun, no fault
     for stage in ("encoder", "decoder"):
@@ -123,7 +130,9 @@ def test_export_killed_at_every_crash_point_leaves_one_whole_export(tmp_path):
         # The folder is still the first export, whole; the killed one is a hidden sibling.
         assert (out / "export_summary.json").read_text() == first
         assert _input_shapes(out) == {"enet_fp32.tflite": (32, 32), "enet_fp16.tflite": (32, 32)}
-        assert [p.name.startswith(".export.") for p in tmp_path.iterdir() if p.name.startswith(".")] == [True]
+        # (and its lock file, unlocked since the kill)
+        hidden = [p.name for p in tmp_path.iterdir() if p.name.startswith(".") and p.name != ".export.lock"]
+        assert [h.startswith(".export.") for h in hidden] == [True], hidden
     done = export(64)
     assert done.returncode == 0, done.stderr[-3000:]
     # Quiet by default: none of TensorFlow's C++ log lines (I0000 ..., E0000 ... cuInit).
@@ -154,3 +163,39 @@ def test_export_refuses_to_replace_a_folder_that_is_not_an_export(tmp_path):
     assert result.returncode == 2 and "is not an export folder" in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert sorted(p.name for p in precious.iterdir()) == ["notes.txt"]
+
+
+def _hold_lock(folder):
+    """Another process holding `folder`'s lock, as a training or export in progress does."""
+    code = ("import sys, time\nfrom enet_keras.files import exclusive\n"
+            "with exclusive(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(600)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_second_writer_of_a_run_or_export_folder_is_refused_in_one_line(tmp_path):
+    model_path = tmp_path / "enet.keras"
+    small_segmenter().save(model_path)
+    run_dir, out = tmp_path / "run", tmp_path / "export"
+    stale = tmp_path / ".export.1234.tmp"  # looks like a killed export's temporary folder
+    stale.mkdir()
+    holders = [_hold_lock(run_dir), _hold_lock(out)]
+    try:
+        trained = _run("train.py", TINY + ["--run_dir", str(run_dir)], "")
+        exported = _run("export.py", ["--model", str(model_path), "--output_dir", str(out), "--formats",
+                                      "tflite_fp32", "--height", "32", "--width", "32"], "")
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.wait()
+    for result, folder, holder in ((trained, run_dir, holders[0]), (exported, out, holders[1])):
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert result.stderr == f"error: {result.args[result.args.index(str(folder)) - 1]} {folder} is in use by " \
+                                f"process {holder.pid} (started {result.stderr.split('(started ')[1]}", result.stderr
+        assert not folder.exists()
+    assert stale.is_dir(), "a temporary folder whose lock was held was removed"
+    # Once the holder is gone (killed: its lock file stays, unlocked), the same export runs.
+    again = _run("export.py", ["--model", str(model_path), "--output_dir", str(out), "--formats", "tflite_fp32",
+                               "--height", "32", "--width", "32"], "")
+    assert again.returncode == 0 and (out / "enet_fp32.tflite").exists() and not stale.exists(), again.stderr[-2000:]

@@ -1,6 +1,9 @@
 """Canary of enet_keras._internals: each private Keras, TensorFlow or LiteRT API we rely on still
 behaves as we use it. A failure here after an upgrade names the API that changed."""
 
+import json
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -57,6 +60,25 @@ def test_freeze_and_tensorrt_probe():
     assert not frozen.variables and float(frozen(tf.constant(3.0))[0]) == 6.0
     assert isinstance(_internals.tensorrt_enabled(), bool)
     assert np.isfinite(float(variable))
+
+
+def test_backup_files_are_where_keras_writes_them(tmp_path):
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"), double_checkpoint=True)
+    weights, metadata = _internals.backup_files(backup)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    x = np.zeros((4, 2), np.float32)
+
+    class Stop(keras.callbacks.Callback):  # keeps the backup: a fit that ends deletes it
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, x[:, :1], epochs=3, verbose=0, callbacks=[backup, Stop()])
+    assert os.path.isfile(weights) and os.path.isfile(weights + ".bkp")
+    assert json.loads(open(metadata).read())["epoch"] == 2
+    assert json.loads(open(metadata + ".bkp").read())["epoch"] == 1
 
 
 def test_tf_log_filter_keeps_what_the_level_allows():

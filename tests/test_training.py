@@ -123,6 +123,8 @@ def test_unknown_dataset_and_missing_data_dir(tmp_path, capsys):
 
 def test_resume_refuses_another_configuration(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"batch_size": 2}))
+    (tmp_path / "encoder").mkdir()  # an epoch was trained with that configuration
+    (tmp_path / "encoder" / "history.csv").write_text("epoch,loss\n0,2.0\n")
     with pytest.raises(ValueError, match="batch_size differ"):
         train_tool.main(TINY + ["--run_dir", str(tmp_path)])
 

@@ -35,9 +35,9 @@ def build_parser():
                              "(default: computed on the train split by --class_weighting and --c)")
     parser.add_argument("--class_weighting", default="enet", choices=("enet", "median"),
                         help="Weighting the model trained with, when --class_weights is not given (default: enet)")
-    parser.add_argument("--c", type=float, default=1.02,
+    parser.add_argument("--c", type=cli.finite_float, default=1.02,
                         help="ENet weighting's constant, as the trainer's --decoder_c (default: 1.02)")
-    parser.add_argument("--strength", type=float, default=None,
+    parser.add_argument("--strength", type=cli.finite_float, default=None,
                         help="Use this strength instead of the best on --split (default: the best)")
     parser.add_argument("--output", required=True, help="The adjusted .keras model to write (required)")
     cli.add_debug_flag(parser)

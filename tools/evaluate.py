@@ -5,7 +5,9 @@ paper's "class avg."), ignoring the dataset's ignore label, and writes:
     <output>.json                   the metrics, confusion matrix and the resolved configuration
     <output stem>_confusion.png     the row-normalised confusion matrix
     <output stem>_examples.png      input | ground truth | prediction for the first --examples images
---output defaults to `<model>_<dataset>_<split>_eval.json` next to the model.
+--output defaults to `<model>_<dataset>_<split>_eval.json` next to the model; for a model in an
+export folder, next to that folder (`<export folder>_<model>_...`), since a re-export replaces the
+folder whole.
 
 Example:
     python tools/evaluate.py --model runs/camvid/best.keras --dataset camvid --data_dir ../shared/data/camvid
@@ -40,9 +42,16 @@ def build_parser():
 
 
 def default_output(model, dataset, split):
-    """`<model without extension>_<dataset>_<split>_eval.json` beside the model."""
+    """`<model without extension>_<dataset>_<split>_eval.json` beside the model, or beside the
+    export folder that holds it (`<export folder>_<model>_...`)."""
+    from enet_keras.export.formats import export_folder_of
+
     model = os.path.normpath(os.fspath(model))
     stem = model if os.path.isdir(model) else os.path.splitext(model)[0]
+    export_dir = export_folder_of(model)
+    if export_dir is not None:
+        inside = os.path.relpath(os.path.realpath(stem), export_dir).replace(os.sep, "_")
+        stem = f"{export_dir}_{inside}" if inside != "." else export_dir
     return f"{stem}_{dataset}_{split}_eval.json"
 
 
@@ -54,14 +63,16 @@ def main(argv=None):
         if value is not None and value < least:
             parser.error(f"--{flag} must be >= {least}. Received: {value}")
     from enet_keras import evaluation, visualize
-    from enet_keras.files import atomic_write_bytes, atomic_write_json
+    from enet_keras.files import atomic_write_bytes, atomic_write_json, check_writable, resolve_output
 
+    output = resolve_output(args.output, "--output") if args.output is not None \
+        else default_output(args.model, args.dataset, args.split)
+    check_writable(output, "--output")
     source = cli.get_source(args, args.split)
     results = evaluation.evaluate(args.model, source, batch_size=args.batch_size, limit=args.limit,
                                   reference=args.reference, examples=args.examples)
     print(evaluation.format_results(results))
 
-    output = args.output or default_output(args.model, args.dataset, args.split)
     stem = os.path.splitext(output)[0]
     written = [output, f"{stem}_confusion.png"]
     visualize.plot_confusion_matrix(

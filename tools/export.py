@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads; 0
 from enet_keras import cli
 from enet_keras.cli import comma_list
 from enet_keras.export.formats import DEFAULT_FORMATS, FORMATS, check_destination
+from enet_keras.files import check_file_name
 
 
 def build_parser():
@@ -64,6 +65,7 @@ def _check_args(parser, args):
             raise RuntimeError(tensorrt.NO_TENSORRT_MESSAGE.format(version=tf.__version__))
     if not os.path.isfile(args.model):
         raise FileNotFoundError(f"--model: no model file at {args.model}")
+    check_file_name(args.model_name, "--model_name")
     check_destination(args.output_dir)
 
 

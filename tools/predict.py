@@ -26,7 +26,7 @@ def build_parser():
     parser.add_argument("--output_dir", required=True, help="Folder for the outputs. (default: required)")
     parser.add_argument("--palette", default="default",
                         help="camvid, cityscapes, default (VOC colour map) or the path of a palette JSON file. (default: default)")
-    parser.add_argument("--alpha", type=float, default=0.5, help="Opacity of the class colours in the overlay. (default: 0.5)")
+    parser.add_argument("--alpha", type=cli.finite_float, default=0.5, help="Opacity of the class colours in the overlay. (default: 0.5)")
     parser.add_argument("--every", type=int, default=1, help="For videos: segment every N-th frame. (default: 1)")
     cli.add_debug_flag(parser)
     return parser

@@ -25,7 +25,7 @@ def build_parser():
     cli.add_data_args(parser, default="synthetic")
     parser.add_argument("--epochs", type=int, default=4, help="Fine-tuning epochs. (default: 4)")
     parser.add_argument("--batch_size", type=int, default=10, help="Batch size. (default: 10)")
-    parser.add_argument("--learning_rate", type=float, default=1e-4,
+    parser.add_argument("--learning_rate", type=cli.finite_float, default=1e-4,
                         help="Adam's initial learning rate, poly decay to 0. (default: 1e-4)")
     parser.add_argument("--steps_per_epoch", type=int, default=None, help="Limit the steps per epoch. (default: all)")
     parser.add_argument("--height", type=int, default=240, help="Training crop height, a multiple of 8. (default: 240)")
@@ -34,7 +34,7 @@ def build_parser():
     parser.add_argument("--export_width", type=int, default=480, help="Width of the exported model. (default: 480)")
     parser.add_argument("--class_weighting", choices=("enet", "median", "none"), default="enet",
                         help="Class weights of the loss, as in training. (default: enet)")
-    parser.add_argument("--class_weight_c", type=float, default=1.02,
+    parser.add_argument("--class_weight_c", type=cli.finite_float, default=1.02,
                         help="c of the ENet class weights 1/ln(c+p), as --decoder_c in training. (default: 1.02)")
     parser.add_argument("--num_calibration_images", type=int, default=100,
                         help="Training images calibrating the tensors QAT has no ranges for. (default: 100)")

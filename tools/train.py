@@ -41,9 +41,10 @@ DATASET_DEFAULTS = {
 def scale_range(text):
     """argparse type of `--scale_range LOW,HIGH`."""
     try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expects LOW,HIGH, e.g. 0.5,2.0. Received: {text!r}") from None
+        low, high = (cli.finite_float(v) for v in text.split(","))
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"expects LOW,HIGH, two finite numbers, e.g. 0.5,2.0. "
+                                         f"Received: {text!r}") from None
     return (low, high)
 
 
@@ -70,10 +71,10 @@ def build_parser():
         ("batch_size", int, "Batch size"),
         ("encoder_epochs", int, "Epochs of the encoder stage"),
         ("decoder_epochs", int, "Epochs of the full-network stage"),
-        ("learning_rate", float, "Adam's initial learning rate (poly decay to 0)"),
-        ("weight_decay", float, "L2 weight decay on every parameter (coupled, as Torch's Adam)"),
-        ("encoder_c", float, "c of the class weights 1/ln(c+p), encoder stage"),
-        ("decoder_c", float, "c of the class weights 1/ln(c+p), decoder stage"),
+        ("learning_rate", cli.finite_float, "Adam's initial learning rate (poly decay to 0)"),
+        ("weight_decay", cli.finite_float, "L2 weight decay on every parameter (coupled, as Torch's Adam)"),
+        ("encoder_c", cli.finite_float, "c of the class weights 1/ln(c+p), encoder stage"),
+        ("decoder_c", cli.finite_float, "c of the class weights 1/ln(c+p), decoder stage"),
         ("seed", int, "Random seed"),
         ("steps_per_epoch", int, "Limit the steps per epoch; none = the whole training split"),
         ("validation_steps", int, "Limit the validation steps; none = the whole split"),

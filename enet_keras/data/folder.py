@@ -6,7 +6,7 @@ import os
 import tensorflow as tf
 
 from enet_keras.data import image_files
-from enet_keras.data.source import SPLITS, Source
+from enet_keras.data.source import SPLITS, Source, int_option
 
 _LAYOUT = ("<split>/images/ (RGB .png/.jpg/.jpeg/.bmp) and <split>/masks/ (.png, same base "
            "names)")
@@ -141,8 +141,9 @@ def folder_source(split, data_dir=None, num_classes=None, ignore_label=255, pale
             raise ValueError("the 'folder' source needs num_classes= (or a palette_file= with "
                              "one colour per class)")
         # A palette may list the ignored colour last, at entry ignore_label (CamVid's void).
-        num_classes = min(len(palette), int(ignore_label))
-    num_classes = int(num_classes)
+        num_classes = min(len(palette), int_option("folder", "ignore_label", ignore_label))
+    num_classes = int_option("folder", "num_classes", num_classes, least=1)
+    ignore_label = int_option("folder", "ignore_label", ignore_label)
     if palette is not None and len(palette) < num_classes:
         raise ValueError(f"palette_file {palette_file} has {len(palette)} colours but "
                          f"num_classes={num_classes}")

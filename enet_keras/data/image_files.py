@@ -4,16 +4,17 @@ Shared by the CamVid, Cityscapes and folder sources. How bad input is reported:
 
 - At `get_source()` time (eager, in Python, naming the files): a missing or empty folder, an
   image without a label or a label without an image, a file that is not an image, a truncated
-  PNG (no IEND chunk) or JPEG (no end-of-image marker), an image and label of different sizes,
-  and a label of an unexpected kind (e.g. 16-bit, or colour without a palette). Only the file
-  headers and last bytes are read, so this costs well under a millisecond per file.
+  PNG (no IEND chunk) or JPEG (no end-of-image marker), a PNG whose chunk checksums are wrong (a
+  corrupt body), a JPEG label (lossy: its class ids are wrong along edges), an image and label of
+  different sizes, and a label of an unexpected kind (e.g. 16-bit, or colour without a palette).
+  Files are read but not decoded: about a millisecond per CamVid file.
 - In the `tf.data` map function (tf ops, decoded in parallel): label values outside
   `[0, num_classes)` other than `ignore_label` raise `InvalidArgumentError` whose message holds
   the label file and the bad values (`tf.debugging.Assert`), or become `ignore_label` with
   `invalid_labels="ignore"`. Sizes are checked again there, naming both files.
-- Not named: a file whose header and end are fine but whose body is corrupt fails inside
-  `tf.io.decode_png` / `decode_jpeg` with TensorFlow's own message ("Invalid PNG data").
-  Decoding with tf ops is what keeps the pipeline fast (it runs in parallel, outside the GIL).
+- Not named: a JPEG whose header and end are fine but whose body is corrupt fails inside
+  `tf.io.decode_jpeg` with TensorFlow's own message. Decoding with tf ops is what keeps the
+  pipeline fast (it runs in parallel, outside the GIL).
 """
 
 import os
@@ -169,9 +170,28 @@ def probe_image(path, role):
         raise ValueError(f"cannot read {role} file {path}: {e}") from None
     if fmt == "PNG" and not tail.endswith(_PNG_END):
         raise ValueError(f"{role} file {path} is truncated: a PNG file must end with an IEND chunk")
+    if fmt == "JPEG" and role == "label":
+        raise ValueError(f"label file {path} is a JPEG: its lossy compression changes class ids along "
+                         "every edge; labels must be PNG (or another lossless format)")
     if fmt == "JPEG" and _JPEG_END not in tail:
         raise ValueError(f"{role} file {path} is truncated: no JPEG end-of-image marker")
     return height, width, mode
+
+
+def verify_png(path, role):
+    """Reads a whole PNG file and checks every chunk's checksum (no decoding), so a corrupt
+    body is found up front with the file named, not as TensorFlow's "Invalid PNG data" an
+    epoch later. Other formats are left to the decoder.
+
+    Raises:
+        ValueError: naming the file, if a checksum or the chunk structure is wrong.
+    """
+    try:
+        with _open(path) as f, Image.open(f) as im:
+            if im.format == "PNG":
+                im.verify()
+    except (OSError, SyntaxError, tf.errors.OpError) as e:
+        raise ValueError(f"{role} file {path} is corrupt: {e}") from None
 
 
 def check_pairs(pairs, label_kinds):
@@ -192,6 +212,8 @@ def check_pairs(pairs, label_kinds):
     for image_path, label_path in pairs:
         ih, iw, _ = probe_image(image_path, "image")
         lh, lw, mode = probe_image(label_path, "label")
+        verify_png(image_path, "image")
+        verify_png(label_path, "label")
         if (ih, iw) != (lh, lw):
             raise ValueError(
                 f"image {image_path} is {ih}x{iw} (HxW) but its label {label_path} is {lh}x{lw}"

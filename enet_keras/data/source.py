@@ -6,6 +6,22 @@ from typing import Any, Callable, Mapping, Optional
 SPLITS = ("train", "val", "test")
 
 
+def int_option(source_name, name, value, least=None):
+    """An integer option of a source (`--dataset_option NAME=VALUE`), checked: 3.5 or "3" is
+    refused rather than truncated.
+
+    Raises:
+        ValueError: naming the source, the option and the value.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        if not (hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu"):  # numpy ints
+            raise ValueError(f"{source_name} option {name} must be an integer. Received: {name}={value!r}")
+    value = int(value)
+    if least is not None and value < least:
+        raise ValueError(f"{source_name} option {name} must be >= {least}. Received: {name}={value}")
+    return value
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Source:
     """One split of a semantic segmentation dataset.

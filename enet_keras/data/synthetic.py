@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from enet_keras.data.source import SPLITS, Source
+from enet_keras.data.source import SPLITS, Source, int_option
 
 SYNTHETIC_CLASSES = (
     "sky", "building", "road", "sidewalk", "vegetation", "car", "pedestrian", "pole",
@@ -266,11 +266,11 @@ def synthetic_source(split, data_dir=None, num_examples=None, height=360, width=
     """
     if split not in SPLITS:
         raise ValueError(f"synthetic split must be one of {SPLITS}. Received: split={split!r}")
-    n = DEFAULT_NUM_EXAMPLES[split] if num_examples is None else int(num_examples)
-    if n < 1 or int(height) < 8 or int(width) < 8:
-        raise ValueError("synthetic needs num_examples >= 1 and height, width >= 8. Received: "
-                         f"num_examples={num_examples}, height={height}, width={width}")
-    height, width, seed = int(height), int(width), int(seed)
+    n = DEFAULT_NUM_EXAMPLES[split] if num_examples is None else \
+        int_option("synthetic", "num_examples", num_examples, least=1)
+    height = int_option("synthetic", "height", height, least=8)
+    width = int_option("synthetic", "width", width, least=8)
+    seed = int_option("synthetic", "seed", seed)
 
     def draw(index):
         return render_scene(int(index), split, height, width, seed)

@@ -57,7 +57,7 @@ def tfds_source(split, data_dir=None, tfds_data_dir=None, shuffle_buffer=256):
         import tensorflow_datasets as tfds_lib
     except ImportError as e:
         raise ImportError(
-            "the 'tfds' source needs tensorflow-datasets: pip install 'enet_keras[tfds]'"
+            'the "tfds" source needs tensorflow-datasets: pip install "enet_keras[tfds]"'
         ) from e
     builder = tfds_lib.builder(TFDS_NAME, data_dir=tfds_data_dir)
     if not builder.is_prepared():

@@ -15,6 +15,7 @@ split is listed only once all its shards exist.
 
 import json
 import os
+import struct
 import uuid
 
 import tensorflow as tf
@@ -170,6 +171,49 @@ def write_tfrecords(source, out_dir, num_shards=4, progress=True, config=None):
             "metadata": meta_path}
 
 
+def check_shard(path):
+    """Checks a local TFRecord shard up front, naming it: the record framing runs exactly to the
+    end of the file (reading only the 12-byte headers, so a truncated shard is found now, not
+    as a `DataLossError` mid-epoch), and the first record holds our feature keys.
+
+    Args:
+        path: str. A local shard.
+
+    Returns:
+        The number of records.
+
+    Raises:
+        ValueError: naming the shard, if it is truncated, not a TFRecord file, or holds other
+            features.
+    """
+    size = os.path.getsize(path)
+    count, position, first = 0, 0, None
+    with open(path, "rb") as f:
+        while position < size:
+            header = f.read(12)  # uint64 length, uint32 masked CRC of the length
+            if len(header) < 12:
+                break
+            (length,) = struct.unpack("<Q", header[:8])
+            if count == 0:
+                first = f.read(length)
+            position += 12 + length + 4
+            f.seek(position)
+            count += 1
+    if position != size:
+        raise ValueError(f"TFRecord shard {path} is truncated or not a TFRecord file: its records do not "
+                         f"end at its last byte ({size} bytes); write it again (tools/convert_tfrecord.py)")
+    if first is not None:
+        try:
+            keys = set(tf.train.Example.FromString(first).features.feature)
+        except Exception:  # noqa: BLE001 - protobuf's DecodeError: not an Example
+            keys = set()
+        missing = sorted(set(_FEATURES) - keys)
+        if missing:
+            raise ValueError(f"TFRecord shard {path} does not hold enet_keras examples: features {missing} "
+                             f"are missing (it has {sorted(keys)}); write it with tools/convert_tfrecord.py")
+    return count
+
+
 def tfrecord_source(split, data_dir=None, invalid_labels="error", shuffle_buffer=256):
     """Reads a split written by `write_tfrecords` (or `tools/convert_tfrecord.py`).
 
@@ -186,7 +230,8 @@ def tfrecord_source(split, data_dir=None, invalid_labels="error", shuffle_buffer
         A `Source` with the classes stored in `metadata.json`.
 
     Raises:
-        ValueError: if the folder, metadata, split or a shard is missing (naming it).
+        ValueError: if the folder, metadata, split or a shard is missing, or a local shard is
+            truncated or holds other features (naming it; see `check_shard`).
 
     Example:
 
@@ -208,6 +253,11 @@ def tfrecord_source(split, data_dir=None, invalid_labels="error", shuffle_buffer
     if missing:
         raise ValueError(f"{len(missing)} TFRecord shard(s) listed in {METADATA_FILE} are "
                          f"missing: {', '.join(missing[:5])}")
+    if all("://" not in p for p in paths):  # remote shards are read as they stream
+        found = sum(check_shard(p) for p in paths)
+        if found != int(entry["num_examples"]):
+            raise ValueError(f"the {split} shards in {data_dir} hold {found} records but {METADATA_FILE} "
+                             f"says {entry['num_examples']}; write the split again")
     num_classes, ignore = int(meta["num_classes"]), int(meta["ignore_label"])
     where_prefix = f"{os.path.join(data_dir, split)}-*.tfrecord example #"
 

@@ -1,10 +1,11 @@
 """The export formats in one registry, and `export_all`, which writes a set of them as one folder."""
 
+import json
 import os
 import time
 
 from enet_keras.faults import crash_point
-from enet_keras.files import atomic_directory, atomic_write_json, disk_size
+from enet_keras.files import atomic_directory, atomic_write_json, check_file_name, disk_size, resolve_output
 
 # name: what the file is (in the order `export_all` writes them).
 FORMATS = {
@@ -17,15 +18,83 @@ FORMATS = {
 }
 DEFAULT_FORMATS = ("savedmodel", "tflite_fp32", "tflite_fp16", "tflite_int8", "onnx")
 SUMMARY = "export_summary.json"
+# Written into the summary: a folder is an export (ours to replace) only if it has one.
+FORMAT_VERSION = 1
+
+
+def _manifest(path):
+    """The `export_summary.json` of folder `path` if it is one we wrote (it has a
+    `format_version`), else None."""
+    try:
+        with open(os.path.join(path, SUMMARY)) as f:
+            summary = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or "format_version" not in summary \
+            or not isinstance(summary.get("contents"), list):
+        return None
+    return summary
+
+
+def _foreign_files(path, summary):
+    """Files under `path` that the export described by `summary` did not write."""
+    ours = set(summary["contents"]) | {SUMMARY}
+    found = (os.path.relpath(os.path.join(d, f), path) for d, _, files in os.walk(path) for f in files)
+    return sorted(f for f in found if f not in ours)
+
+
+def is_export_folder(path):
+    """Whether `path` is a folder an export wrote, holding nothing else (so it may be replaced)."""
+    summary = _manifest(path)
+    return summary is not None and not _foreign_files(path, summary)
+
+
+def export_folder_of(path):
+    """The export folder that holds `path` (a file or folder in it, or itself), or None."""
+    folder = os.path.realpath(os.fspath(path))
+    while True:
+        if _manifest(folder) is not None:
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
 
 
 def check_destination(output_dir):
-    """An existing folder is replaced whole, so it must be an earlier export (or empty)."""
-    if os.path.isdir(output_dir) and os.listdir(output_dir) and not os.path.exists(os.path.join(output_dir, SUMMARY)):
+    """Checks an export destination before any work: an existing folder is replaced whole, so it
+    must be empty or an export we wrote, holding nothing else.
+
+    Args:
+        output_dir: str or PathLike. The `--output_dir` given.
+
+    Returns:
+        The resolved path (`files.resolve_output`).
+
+    Raises:
+        ValueError: naming `--output_dir`, for an empty path, a file, a folder that is not an
+            export (no `export_summary.json` with a format version), or an export folder that
+            holds files the export did not write (naming them).
+    """
+    path = resolve_output(output_dir, "--output_dir")
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise ValueError(f"--output_dir {output_dir} is a file, not a folder: choose a folder")
+    if not os.path.isdir(path) or not os.listdir(path):
+        return path
+    summary = _manifest(path)
+    if summary is None:
         raise ValueError(
-            f"--output_dir {output_dir} exists and is not an export folder (it has no {SUMMARY}); "
-            "an export replaces its folder whole, so choose a new or empty folder"
+            f"--output_dir {output_dir} exists and is not an export folder (it has no {SUMMARY} with a "
+            "format_version); an export replaces its folder whole, so choose a new or empty folder"
         )
+    foreign = _foreign_files(path, summary)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ValueError(
+            f"--output_dir {output_dir} holds files the export did not write ({shown}); an export "
+            "replaces its folder whole, so move them out or choose another folder"
+        )
+    return path
 
 
 def export_all(model, output_dir, formats=DEFAULT_FORMATS, height=360, width=480, calibration_images=None,
@@ -45,7 +114,8 @@ def export_all(model, output_dir, formats=DEFAULT_FORMATS, height=360, width=480
         calibration_images: list of uint8 (height, width, 3) training images, or None. Needed
             for tflite_int8 and INT8 TF-TRT; the first three also warm up TF-Serving.
         num_calibration_images: int. Images that calibrate int8. Defaults to 100.
-        model_name: str. File name prefix and TF-Serving model name. Defaults to `"enet"`.
+        model_name: str. File name prefix and TF-Serving model name, a plain file name.
+            Defaults to `"enet"`.
         version: int. TF-Serving version folder. Defaults to 1.
         opset: int. ONNX opset. Defaults to 17.
         tftrt_precision: str. `"FP32"`, `"FP16"` or `"INT8"`. Defaults to `"FP16"`.
@@ -58,11 +128,14 @@ def export_all(model, output_dir, formats=DEFAULT_FORMATS, height=360, width=480
         The summary written to `export_summary.json`: the files (format, path, size, seconds).
 
     Raises:
-        ValueError: for an unknown format, int8 without calibration images, or an
-            `output_dir` that holds something else.
+        ValueError: for an unknown format, int8 without calibration images, a `model_name`
+            that is not a plain file name, or an `output_dir` that is not ours to replace
+            (see `check_destination`).
+        InUseError: if another process exports into `output_dir`.
         RuntimeError: for tftrt where TensorFlow has no TensorRT.
     """
     from enet_keras import export
+    from enet_keras.model import check_full_network
 
     formats = list(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
@@ -76,11 +149,13 @@ def export_all(model, output_dir, formats=DEFAULT_FORMATS, height=360, width=480
         import tensorflow as tf
 
         raise RuntimeError(export.tensorrt.NO_TENSORRT_MESSAGE.format(version=tf.__version__))
-    output_dir = os.fspath(output_dir)
+    check_file_name(model_name, "--model_name")
+    check_full_network(model)
+    shown_dir = os.fspath(output_dir)
     check_destination(output_dir)
 
     written = []
-    with atomic_directory(output_dir) as tmp:
+    with atomic_directory(output_dir, owned=is_export_folder, flag="--output_dir") as tmp:
         serving_dir = os.path.join(tmp, "serving", model_name, str(version))
         for step, fmt in enumerate(formats, start=1):
             if verbose:
@@ -108,7 +183,7 @@ def export_all(model, output_dir, formats=DEFAULT_FORMATS, height=360, width=480
                     calibration_images=calibration_images, build_shapes=[(height, width)],
                     num_calibration_images=num_calibration_images,
                 )
-            final = os.path.join(output_dir, os.path.relpath(path, tmp))
+            final = os.path.join(shown_dir, os.path.relpath(path, tmp))
             written.append({"format": fmt, "path": final, "size_MB": round(disk_size(path) / 1e6, 3),
                             "seconds": round(time.time() - start, 1)})
             crash_point("export_written", fmt)
@@ -116,7 +191,9 @@ def export_all(model, output_dir, formats=DEFAULT_FORMATS, height=360, width=480
             atomic_write_json(os.path.join(tmp, name), obj)
         if config is not None:
             atomic_write_json(os.path.join(tmp, "export_config.json"), config)
-        summary = {"height": height, "width": width, "files": written}
+        contents = sorted(os.path.relpath(os.path.join(d, f), tmp) for d, _, fs in os.walk(tmp) for f in fs)
+        summary = {"format_version": FORMAT_VERSION, "height": height, "width": width, "files": written,
+                   "contents": contents}
         atomic_write_json(os.path.join(tmp, SUMMARY), summary)
         crash_point("export_before_swap")
     return summary

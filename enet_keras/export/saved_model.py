@@ -29,7 +29,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from enet_keras.files import atomic_directory
+from enet_keras.files import atomic_directory, check_file_name
 from enet_keras.rewrite import dynamic_size_model
 
 SIGNATURE_KEY = "serving_default"
@@ -128,17 +128,26 @@ def export_saved_model(model, base_dir, model_name="enet", version=1, warmup_ima
     """
     if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
         raise ValueError(f"version must be an integer >= 1 (TF-Serving reads numeric folders). Received: version={version!r}")
-    if not model_name or os.sep in model_name or model_name.startswith("."):
-        raise ValueError(f"model_name must be a plain folder name. Received: model_name={model_name!r}")
+    check_file_name(model_name, "model_name")
     if warmup_images is None:
         warmup_images = _default_warmup_images(model)
     requests = warmup_requests(warmup_images, model_name)
     root, concrete = _serving_root(model)
     path = os.path.join(os.fspath(base_dir), model_name, str(int(version)))
-    with atomic_directory(path) as tmp:
+    with atomic_directory(path, owned=is_saved_model, flag="SavedModel folder") as tmp:
         tf.saved_model.save(root, tmp, signatures={SIGNATURE_KEY: concrete})
         write_warmup_file(os.path.join(tmp, WARMUP_FILE), requests)
     return path
+
+
+# What tf.saved_model.save and our warm-up file write into a SavedModel folder.
+_SAVED_MODEL_ENTRIES = {"saved_model.pb", "fingerprint.pb", "variables", "assets", "assets.extra"}
+
+
+def is_saved_model(path):
+    """Whether folder `path` holds a SavedModel and nothing else (so a new one may replace it)."""
+    entries = set(os.listdir(path))
+    return "saved_model.pb" in entries and entries <= _SAVED_MODEL_ENTRIES
 
 
 def _default_warmup_images(model):

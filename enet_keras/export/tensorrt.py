@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from enet_keras import _internals
 
+from enet_keras.export.saved_model import is_saved_model
 from enet_keras.files import atomic_directory
 
 PRECISIONS = ("FP32", "FP16", "INT8")
@@ -103,7 +104,7 @@ def convert_tftrt(
         converter.build(
             input_fn=lambda: ((tf.zeros((1, int(h), int(w), 3), tf.uint8),) for h, w in build_shapes)
         )
-    with atomic_directory(output_dir) as tmp:
+    with atomic_directory(output_dir, owned=is_saved_model, flag="TF-TRT folder") as tmp:
         converter.save(tmp)
     return os.fspath(output_dir)
 

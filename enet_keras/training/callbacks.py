@@ -21,11 +21,24 @@ def save_model_atomic(model, path):
 
 
 def read_history(path):
-    """Rows of a `history.csv` as a list of dicts with float values (empty if missing)."""
+    """Rows of a `history.csv` as a list of dicts with float values (empty if missing).
+
+    Raises:
+        ValueError: naming the file, if it is not a history we wrote (each row needs an epoch).
+    """
     if not os.path.exists(path):
         return []
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+    try:
+        with open(path, newline="") as f:
+            rows = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+        if any("epoch" not in row for row in rows):
+            raise ValueError("a row has no epoch")
+    except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as e:
+        raise ValueError(
+            f"{path} is not a readable training history ({e}). Delete it to resume: the run goes on "
+            "from its backup and writes the history from that epoch on"
+        ) from None
+    return rows
 
 
 def plot_curves(rows, path, title=""):

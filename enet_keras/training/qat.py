@@ -46,7 +46,7 @@ def _tf_keras():
     except ImportError as error:
         raise ImportError(
             "Quantization-aware training needs tf_keras and tensorflow-model-optimization: "
-            "pip install -e '.[qat]'"
+            'pip install "enet_keras[qat]"'
         ) from error
     if os.environ.get("TF_USE_LEGACY_KERAS") not in ("1", "true", "True"):
         raise RuntimeError(

@@ -8,16 +8,18 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from enet_keras import data
+from enet_keras import _internals, data
 from enet_keras.faults import crash_point
-from enet_keras.files import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
-from enet_keras.model import ENet, check_model_file, load_model, transfer_weights
+from enet_keras.files import (atomic_write_bytes, atomic_write_json, exclusive, make_folder,
+                              remove_stale_temporaries, resolve_output)
+from enet_keras.model import ENet, check_memory, check_model_file, load_model, transfer_weights
 from enet_keras.training.callbacks import RunRecorder, read_history
 from enet_keras.losses import LovaszSoftmax, WeightedSparseCategoricalCrossentropy
 from enet_keras.metrics import PixelAccuracy, mean_iou
@@ -77,6 +79,23 @@ class TrainConfig:
     verbose: int = 1
 
     def check(self):
+        """Checks every field; run before the run folder is created or changed.
+
+        Raises:
+            ValueError: naming the flag and the value received.
+        """
+        for name in ("learning_rate", "weight_decay", "encoder_c", "decoder_c"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"--{name} must be a finite number. Received: {value!r}")
+        for name in ("height", "width", "val_height", "val_width", "batch_size", "encoder_epochs",
+                     "decoder_epochs", "validation_freq", "steps_per_epoch", "validation_steps", "seed"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"--{name} must be an integer. Received: {value!r}")
+        if len(self.scale_range) != 2 or not all(
+                isinstance(v, (int, float)) and math.isfinite(v) for v in self.scale_range):
+            raise ValueError(f"--scale_range must be LOW,HIGH, two finite numbers. Received: {self.scale_range!r}")
         if self.stage not in STAGES:
             raise ValueError(f"--stage must be one of {STAGES}. Received: {self.stage!r}")
         if self.strategy not in STRATEGIES:
@@ -111,6 +130,9 @@ class TrainConfig:
         low, high = self.scale_range
         if not 0 < low <= high:
             raise ValueError(f"--scale_range must be LOW,HIGH with 0 < LOW <= HIGH. Received: {low},{high}")
+        check_memory(self.height, self.width, self.batch_size, training=True, flag="--height/--width")
+        if self.val_height and self.val_width:
+            check_memory(self.val_height, self.val_width, self.batch_size, flag="--val_height/--val_width")
 
 
 def _loss(config, weights, ignore_label, num_classes):
@@ -196,12 +218,22 @@ def _check_num_classes(config, source):
 
 
 def _check_resume(config, run_dir):
-    """Refuses to resume a run folder that holds a run with another configuration."""
+    """Refuses to resume a run folder that holds a run with another configuration, unless
+    nothing was trained in it yet (a run stopped by bad data or a bad flag before its first
+    epoch): then the new configuration replaces the old."""
     path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(path):
+    if not os.path.exists(path) or not _trained_anything(run_dir):
         return
-    with open(path) as f:
-        previous = json.load(f)
+    try:
+        with open(path) as f:
+            previous = json.load(f)
+        if not isinstance(previous, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        raise ValueError(
+            f"{path} is unreadable ({e}); it records the configuration of the run in {run_dir}. "
+            "Restore it, or delete it to resume with the arguments given now"
+        ) from None
     current = json.loads(json.dumps(dataclasses.asdict(config), default=str))
     changed = sorted(
         k for k in current if k not in _RESUMABLE_FIELDS and k in previous and previous[k] != current[k]
@@ -211,6 +243,54 @@ def _check_resume(config, run_dir):
             f"{path} holds a run with another configuration ({', '.join(changed)} differ). "
             "Rerun with the same arguments to resume it, or choose a new --run_dir"
         )
+
+
+def _trained_anything(run_dir):
+    """Whether any stage in `run_dir` has trained an epoch (a history row, a backup, a model)."""
+    for stage in ("encoder", "decoder"):
+        stage_dir = _stage_dir(run_dir, stage)
+        if any(os.path.exists(os.path.join(stage_dir, name))
+               for name in ("history.csv", "backup", "last.keras", "done.json")):
+            return True
+        if os.path.isdir(stage_dir) and any(n.startswith((".last-", ".best-")) for n in os.listdir(stage_dir)):
+            return True
+    return False
+
+
+def repair_backup(backup):
+    """Makes a `BackupAndRestore` backup loadable again after a kill or a full disk during its
+    write: Keras writes its metadata JSON in place, and an empty one stops every resume.
+
+    A metadata file that is not valid JSON is replaced by the previous epoch's backup (weights
+    and metadata, kept by `double_checkpoint`), so that epoch is trained again; without one
+    (the first epoch) the backup is removed and the stage starts over.
+
+    Args:
+        backup: `keras.callbacks.BackupAndRestore`, before `fit`.
+
+    Returns:
+        None if the backup was fine or absent, else a sentence saying what was done.
+    """
+    weights, metadata = _internals.backup_files(backup)
+    if not os.path.exists(metadata) or _epoch_of(metadata) is not None:
+        return None
+    if _epoch_of(metadata + ".bkp") is not None and os.path.exists(weights + ".bkp"):
+        for path in (weights, metadata):
+            with open(path + ".bkp", "rb") as f:
+                atomic_write_bytes(path, f.read())
+        return (f"{metadata} was unreadable (a kill or a full disk while it was written); resumed "
+                f"from the previous epoch's backup ({metadata}.bkp)")
+    shutil.rmtree(backup.backup_dir)
+    return f"{metadata} was unreadable and has no previous copy; the stage starts again from epoch 1"
+
+
+def _epoch_of(metadata_path):
+    try:
+        with open(metadata_path) as f:
+            epoch = json.load(f)["epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return epoch if isinstance(epoch, int) else None
 
 
 def _stage_dir(run_dir, stage):
@@ -280,12 +360,21 @@ def train(config):
         )
     if config.encoder_weights:
         check_model_file(config.encoder_weights, "--encoder_weights")
-    _check_resume(config, config.run_dir)
+    run_dir = resolve_output(config.run_dir, "--run_dir")
+    if os.path.lexists(run_dir) and not os.path.isdir(run_dir):
+        raise ValueError(f"--run_dir {config.run_dir} is a file, not a folder: choose a folder")
+    _check_resume(config, run_dir)
 
     keras.utils.set_random_seed(config.seed)
     strategy = _strategy(config.strategy)
     out_dir = _write_dir(config.run_dir, strategy)
-    os.makedirs(out_dir, exist_ok=True)
+    with exclusive(out_dir, f"--run_dir {out_dir}"):
+        _check_resume(config, out_dir)  # again, now that no other process can write it
+        make_folder(out_dir)
+        return _train_locked(config, strategy, out_dir, train_source, val_source, encoder_best)
+
+
+def _train_locked(config, strategy, out_dir, train_source, val_source, encoder_best):
     remove_stale_temporaries(out_dir, names=("config.json", "summary.json", "best.keras"))
     atomic_write_json(os.path.join(out_dir, "config.json"), dataclasses.asdict(config))
 
@@ -392,9 +481,13 @@ def _train_stage(config, stage, strategy, train_source, val_source, stage_dir, i
     else:
         # An epoch is done once BackupAndRestore has saved it: the recorder writes the epoch's
         # files before that and puts its models in place after (see RunRecorder).
+        backup = keras.callbacks.BackupAndRestore(os.path.join(stage_dir, "backup"), double_checkpoint=True)
+        repaired = repair_backup(backup)
+        if repaired:
+            print(f"Note: {repaired}.", flush=True)
         callbacks = [
             recorder,
-            keras.callbacks.BackupAndRestore(os.path.join(stage_dir, "backup"), double_checkpoint=True),
+            backup,
             recorder.committer,
             keras.callbacks.TensorBoard(os.path.join(stage_dir, "logs")),
         ]
