@@ -238,6 +238,12 @@ CASES = [
                  "--palette", "rainbow"], "rainbow"),
     ("predict", ["--model", "{ws}/encoder.keras", "--input", "{ws}/street.png", "--output_dir", "{ws}/out"],
      "is an encoder-only ENet"),
+    ("predict", ["--model", "{ws}/three.keras", "--input", "{ws}/street.png", "--output_dir", ""], "--output_dir is empty"),
+    ("predict", ["--model", "{ws}/three.keras", "--input", "{ws}/folder/train/images", "--output_dir",
+                 "{ws}/folder/train/images/out"], "is inside the --input folder"),
+    ("qat", ["--model", "{ws}/three.keras", "--output", ""], "--output is empty"),
+    ("export", ["--model", "{ws}/three.keras", "--output_dir", "{ws}/out", "--formats", "tflite_fp32",
+                "--height", "80000", "--width", "80000"], "--height/--width: 80000x80000 (batch 1) needs about"),
     # qat.py
     ("qat", ["--model", "{ws}/three.keras", "--output", "{ws}/out/q.tflite", "--epochs", "0"], "--epochs and --batch_size must be >= 1"),
     ("qat", ["--model", "{ws}/three.keras", "--output", "{ws}/out/q.tflite", "--height", "100"], "--height must be a positive multiple of 8"),

@@ -63,7 +63,9 @@ def main(argv=None):
     if args.strength is not None and not 0 <= args.strength <= 1:
         parser.error(f"--strength must be in [0, 1]. Received: {args.strength}")
     from enet_keras import data, evaluation
-    from enet_keras.files import atomic_write_json
+    from enet_keras.files import atomic_write_json, check_writable
+
+    check_writable(args.output, "--output")  # before a pass over the split
     from enet_keras.model import load_model
     from enet_keras.rewrite import shift_logits
     from enet_keras.training.callbacks import save_model_atomic

@@ -56,6 +56,8 @@ def _check_args(parser, args):
     if needs_data and not args.dataset:
         parser.error("int8 export calibrates on training images: give --dataset (and --data_dir), "
                      "or leave tflite_int8 out of --formats")
+    from enet_keras.model import check_memory
+
     if "tftrt" in args.formats:  # before anything is loaded or written
         from enet_keras.export import tensorrt
 
@@ -66,6 +68,7 @@ def _check_args(parser, args):
     if not os.path.isfile(args.model):
         raise FileNotFoundError(f"--model: no model file at {args.model}")
     check_file_name(args.model_name, "--model_name")
+    check_memory(args.height, args.width, flag="--height/--width")
     check_destination(args.output_dir)
 
 

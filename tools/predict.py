@@ -40,15 +40,20 @@ def main(argv=None):
     if not 0.0 <= args.alpha <= 1.0:
         parser.error(f"--alpha must be in [0, 1]. Received: --alpha {args.alpha}")
     from enet_keras import inference, runtimes, visualize
-    from enet_keras.files import atomic_write_json
+    from enet_keras.files import atomic_write_json, resolve_output
 
     inference.check_inputs(args.input)  # fail on a bad input before loading the model
+    output_dir = resolve_output(args.output_dir, "--output_dir")
+    source_dir = os.path.realpath(args.input if os.path.isdir(args.input) else os.path.dirname(args.input) or ".")
+    if os.path.isdir(args.input) and (output_dir + os.sep).startswith(source_dir + os.sep):
+        parser.error(f"--output_dir {args.output_dir} is inside the --input folder {args.input}: the next run "
+                     "would read the outputs as inputs; choose a folder outside it")
     predictor = runtimes.load_predictor(args.model)
     palette, class_names = visualize.get_palette(args.palette, predictor.num_classes)
     written = inference.predict_to_files(
-        predictor, args.input, args.output_dir, palette, class_names, alpha=args.alpha, every=args.every
+        predictor, args.input, output_dir, palette, class_names, alpha=args.alpha, every=args.every
     )
-    atomic_write_json(os.path.join(args.output_dir, "predict_config.json"), vars(args))
+    atomic_write_json(os.path.join(output_dir, "predict_config.json"), vars(args))
     print(f"Wrote {len(written) // 2} class-id PNGs and overlays to {args.output_dir}")
     return written
 

@@ -55,8 +55,11 @@ def main(argv=None):
     if not os.path.exists(args.model):
         parser.error(f"--model: file not found: {args.model}")
 
-    from enet_keras.files import atomic_write_json
+    from enet_keras.files import atomic_write_json, check_writable, resolve_output
     from enet_keras.training import qat
+
+    args.output = resolve_output(args.output, "--output")
+    check_writable(args.output, "--output")  # before the epochs of training
 
     result = qat.quantization_aware_training(
         args.model, args.dataset, args.output, data_dir=args.data_dir, dataset_options=dict(args.dataset_option),

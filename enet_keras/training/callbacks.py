@@ -1,5 +1,6 @@
 """Callbacks that keep a run directory whole across crashes: history, curves, last and best."""
 
+import contextlib
 import csv
 import io
 import math
@@ -16,8 +17,13 @@ def save_model_atomic(model, path):
     """`model.save(path)` through a temporary `.keras` file in the same folder, then a rename."""
     path = os.fspath(path)
     tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk, a read-only folder: name the model that was not written
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
 
 
 def read_history(path):
