@@ -91,17 +91,19 @@ def add_switch(parser, name, default, help):
     group.add_argument(f"--no_{name}", dest=name, action="store_false", help=f"Turn --{name} off (default: see --{name})")
 
 
-def add_data_args(parser, default="camvid", needed_for=None):
+def add_data_args(parser, default="camvid", needed_for=None, shown=None):
     """Adds `--dataset` (a name from the data registry), `--data_dir` and `--dataset_option`.
 
     Args:
         parser: `argparse.ArgumentParser`.
         default: str or None. Default of `--dataset`. Defaults to `"camvid"`.
         needed_for: str or None. With a None default, what the data is for (shown in the help).
+        shown: str or None. The default as the help shows it, where it is not `default`.
     """
     from enet_keras.data import SOURCE_NAMES
 
-    shown = default if default is not None else f"none; needed for {needed_for}"
+    if shown is None:
+        shown = default if default is not None else f"none; needed for {needed_for}"
     parser.add_argument("--dataset", default=default, choices=SOURCE_NAMES,
                         help=f"Data source (default: {shown})")
     parser.add_argument("--data_dir", default=None,

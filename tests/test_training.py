@@ -105,6 +105,39 @@ def test_decoder_stage_needs_encoder_weights(tmp_path):
         train_tool.main(TINY + ["--run_dir", str(tmp_path), "--stage", "decoder"])
 
 
+@pytest.mark.parametrize("preset", ["synthetic", "camvid", "cityscapes"])
+def test_preset_in_python_is_the_tool_s_run_field_for_field(preset):
+    from enet_keras.training import TrainConfig, list_presets
+    from enet_keras.training.presets import PRESETS
+
+    assert list_presets() == tuple(PRESETS) and preset in list_presets()
+    args = train_tool.build_parser().parse_args(["--dataset", preset, "--data_dir", "/data", "--verbose", "2"])
+    tool = train_tool.config_from_args(args)
+    python = TrainConfig.from_preset(preset, data_dir="/data", verbose=2)
+    assert tool == python
+    for key, value in PRESETS[preset]["config"].items():  # the preset's values, not the defaults
+        assert getattr(python, key) == (dict(value) if key == "dataset_options" else value), key
+    # A flag changes its field only; --preset names another recipe than --dataset's.
+    args = train_tool.build_parser().parse_args(["--preset", preset, "--dataset", "folder", "--height", "64"])
+    changed = train_tool.config_from_args(args)
+    assert (changed.dataset, changed.height, changed.width) == ("folder", 64, python.width)
+    assert changed.decoder_epochs == python.decoder_epochs and changed.scale_range == python.scale_range
+
+
+def test_presets_refuse_unknown_names_and_fields():
+    from enet_keras.training import TrainConfig
+
+    with pytest.raises(ValueError, match="Unknown preset 'kitti'; valid presets: synthetic, camvid, cityscapes"):
+        TrainConfig.from_preset("kitti")
+    with pytest.raises(ValueError, match=r"Unknown TrainConfig field\(s\) \['epochs'\]"):
+        TrainConfig.from_preset("camvid", epochs=3)
+    config = TrainConfig.from_preset("synthetic", dataset_options={"num_examples": 4})
+    assert config.dataset_options == {"height": 128, "width": 160, "num_examples": 4}
+    # No preset (a dataset without one): TrainConfig's defaults, the paper's two stages.
+    args = train_tool.build_parser().parse_args(["--dataset", "folder"])
+    assert train_tool.config_from_args(args).encoder_epochs == TrainConfig().encoder_epochs == 100
+
+
 def test_num_classes_must_match_the_data(tmp_path):
     with pytest.raises(ValueError, match="--num_classes 19 disagrees with the data"):
         train_tool.main(TINY + ["--run_dir", str(tmp_path), "--num_classes", "19"])

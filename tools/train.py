@@ -2,6 +2,10 @@
 the whole network alone (--encoder_epochs 0, the camvid preset). Rerun the same command to
 resume after any stop. All logic is in enet_keras.training.
 
+A run starts from a named recipe (--preset; by default the one named like --dataset: synthetic,
+camvid, cityscapes; enet_keras.training.presets) and the flags given change it field by field, as
+TrainConfig.from_preset(name, **overrides) does in Python.
+
 Writes into --run_dir: config.json, best.keras (the best validation mIoU), summary.json, and per
 stage (encoder/, decoder/) history.csv, curves.png, best.keras, last.keras and TensorBoard logs/.
 
@@ -14,29 +18,11 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads; 0 shows its C++ log lines
 
 import argparse
-import dataclasses
 import math
 import sys
 
 from enet_keras import cli
 from enet_keras.cli import add_switch
-
-# Per-dataset defaults a user gets without flags. The synthetic set is the README's main job:
-# small enough to finish in a few minutes on 2 CPU cores and still learn visibly. The camvid
-# preset is the recipe of docs/training.md: PyTorch-ENet's one-stage training (full 360x480
-# frames, Adam 5e-4, weight decay 2e-4, batch 10) with random flips and poly decay.
-DATASET_DEFAULTS = {
-    "synthetic": {
-        "height": 128, "width": 160, "batch_size": 8, "encoder_epochs": 6, "decoder_epochs": 8,
-        "learning_rate": 5e-3,
-        "dataset_options": {"num_examples": None, "height": 128, "width": 160},
-    },
-    "camvid": {
-        "height": 360, "width": 480, "batch_size": 10, "encoder_epochs": 0, "decoder_epochs": 100,
-        "learning_rate": 5e-4, "scale_range": (1.0, 1.0), "flip": True, "color_jitter": False,
-    },
-}
-
 
 def scale_range(text):
     """argparse type of `--scale_range LOW,HIGH`."""
@@ -49,15 +35,18 @@ def scale_range(text):
 
 
 def build_parser():
-    from enet_keras.training import TrainConfig
+    from enet_keras.training import TrainConfig, list_presets
     from enet_keras.model import ACTIVATIONS
-    from enet_keras.training.trainer import LOSSES, STAGES, STRATEGIES
+    from enet_keras.training.trainer import CLASS_WEIGHTINGS, LOSSES, STAGES, STRATEGIES
 
     d = TrainConfig()
     p = cli.ArgumentParser(__doc__)
-    cli.add_data_args(p, default=d.dataset)
-    p.add_argument("--run_dir", default=d.run_dir, help=f"Output folder; rerun the same command to resume (default: {d.run_dir})")
-    p.add_argument("--stage", default=d.stage, choices=STAGES, help=f"Stage(s) to train (default: {d.stage})")
+    cli.add_data_args(p, default=None, shown="the preset's; synthetic without --preset")
+    p.add_argument("--preset", default=None, choices=list_presets(),
+                   help="Recipe the flags change (enet_keras.training.presets) (default: the one named like "
+                        "--dataset, if any; else TrainConfig's defaults, the paper's)")
+    p.add_argument("--run_dir", default=None, help=f"Output folder; rerun the same command to resume (default: {d.run_dir})")
+    p.add_argument("--stage", default=None, choices=STAGES, help=f"Stage(s) to train (default: {d.stage})")
     p.add_argument("--encoder_weights", default=None,
                    help="A .keras model whose weights start the full network, copied by layer name: a trained "
                         "encoder, or a whole ENet to train on (default: <run_dir>/encoder/best.keras; none with "
@@ -82,22 +71,21 @@ def build_parser():
         ("scale_range", scale_range, "Random scale range LOW,HIGH of the training images; 1,1 = none"),
     ]:
         default = getattr(d, name)
-        p.add_argument(f"--{name}", type=kind, default=None,
-                       help=f"{what} (default: {default}; synthetic and camvid: see DATASET_DEFAULTS)")
+        p.add_argument(f"--{name}", type=kind, default=None, help=f"{what} (default: the preset's, else {default})")
     for name, what in [("flip", "Random horizontal flips"), ("color_jitter", "Random brightness and contrast")]:
-        add_switch(p, name, None, f"{what} (default: {getattr(d, name)}; synthetic and camvid: see DATASET_DEFAULTS)")
-    p.add_argument("--loss", default=d.loss, choices=LOSSES,
+        add_switch(p, name, None, f"{what} (default: the preset's, else {getattr(d, name)})")
+    p.add_argument("--loss", default=None, choices=LOSSES,
                    help=f"crossentropy (class-weighted, the paper) or lovasz (Lovasz-Softmax, a surrogate of "
                         f"1 - IoU; for fine-tuning a trained model) (default: {d.loss})")
-    p.add_argument("--class_weighting", default=d.class_weighting, choices=["enet", "median", "none"],
+    p.add_argument("--class_weighting", default=None, choices=CLASS_WEIGHTINGS,
                    help=f"Class weighting from the training labels, for crossentropy (default: {d.class_weighting})")
-    p.add_argument("--activation", default=d.activation, choices=ACTIVATIONS,
+    p.add_argument("--activation", default=None, choices=ACTIVATIONS,
                    help=f"Activation: prelu (a slope per channel, the paper), prelu_layer (a slope per layer: "
                         f"faster int8) or relu (default: {d.activation})")
-    p.add_argument("--strategy", default=d.strategy, choices=STRATEGIES,
+    p.add_argument("--strategy", default=None, choices=STRATEGIES,
                    help=f"tf.distribute strategy; multiworker reads TF_CONFIG (default: {d.strategy})")
-    p.add_argument("--mixed_precision", action="store_true", help="mixed_float16, for GPUs (default: off)")
-    add_switch(p, "jit_compile", d.jit_compile, "XLA; faster on some CPUs and GPUs, slower on others (default: off)")
+    p.add_argument("--mixed_precision", action="store_true", default=None, help="mixed_float16, for GPUs (default: off)")
+    add_switch(p, "jit_compile", None, "XLA; faster on some CPUs and GPUs, slower on others (default: off)")
     p.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2),
                    help="Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch "
                         "(default: 1 in a terminal, else 2)")
@@ -106,20 +94,22 @@ def build_parser():
 
 
 def config_from_args(args):
-    from enet_keras.training import TrainConfig
+    """The `TrainConfig` of parsed flags: the preset (`--preset`, or the one named like
+    `--dataset`) with every flag given as an override."""
+    import dataclasses
 
-    values = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name != "dataset_options"}
-    values["verbose"] = 1 if sys.stdout.isatty() else 2
-    dataset_options = {}
-    preset = DATASET_DEFAULTS.get(args.dataset, {})
-    values.update({k: v for k, v in preset.items() if k != "dataset_options"})
-    dataset_options.update(preset.get("dataset_options", {}))
-    for key, value in vars(args).items():
-        if key in values and value is not None:
-            values[key] = value
-    dataset_options.update(dict(args.dataset_option))
-    dataset_options = {k: v for k, v in dataset_options.items() if v is not None}
-    return TrainConfig(**values, dataset_options=dataset_options)
+    from enet_keras.training import TrainConfig, list_presets
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    overrides["dataset_options"] = dict(args.dataset_option)
+    overrides.setdefault("verbose", 1 if sys.stdout.isatty() else 2)
+    preset = args.preset or (args.dataset if args.dataset in list_presets() else None)
+    if preset is None and args.dataset is None:
+        preset = "synthetic"
+    if preset is None:
+        return TrainConfig(**overrides)
+    return TrainConfig.from_preset(preset, **overrides)
 
 
 def main(argv=None):

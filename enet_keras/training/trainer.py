@@ -21,11 +21,13 @@ from enet_keras.files import (atomic_write_bytes, atomic_write_json, exclusive, 
                               remove_stale_temporaries, resolve_output)
 from enet_keras.model import ENet, check_memory, check_model_file, load_model, transfer_weights
 from enet_keras.training.callbacks import RunRecorder, read_history
+from enet_keras.training.presets import get_preset
 from enet_keras.losses import LovaszSoftmax, WeightedSparseCategoricalCrossentropy
 from enet_keras.metrics import PixelAccuracy, mean_iou
 
 STAGES = ("encoder", "decoder", "both")
 LOSSES = ("crossentropy", "lovasz")
+CLASS_WEIGHTINGS = ("enet", "median", "none")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 # Fields of the configuration that may change when a run is resumed.
 _RESUMABLE_FIELDS = ("strategy", "verbose", "jit_compile", "stage", "encoder_weights", "validation_freq")
@@ -78,6 +80,37 @@ class TrainConfig:
     dataset_options: dict = dataclasses.field(default_factory=dict)
     verbose: int = 1
 
+    @classmethod
+    def from_preset(cls, name, **overrides):
+        """The configuration of a named recipe (`enet_keras.training.presets`), with overrides.
+
+        Args:
+            name: str. One of `list_presets()`: "synthetic", "camvid", "cityscapes".
+            **overrides: `TrainConfig` fields to change; `dataset_options` are merged into the
+                preset's.
+
+        Returns:
+            A `TrainConfig`.
+
+        Raises:
+            ValueError: for an unknown preset or field (listing the valid ones).
+
+        Example:
+
+        >>> config = TrainConfig.from_preset("camvid", data_dir="../shared/data/camvid", decoder_epochs=30)
+        >>> config.encoder_epochs, config.decoder_epochs, config.scale_range
+        (0, 30, (1.0, 1.0))
+        """
+        values = dict(get_preset(name)["config"])
+        options = dict(values.pop("dataset_options", {}))
+        options.update(overrides.pop("dataset_options", None) or {})
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise ValueError(f"Unknown TrainConfig field(s) {unknown}; valid fields: {sorted(fields)}")
+        values.update(overrides)
+        return cls(**values, dataset_options=options)
+
     def check(self):
         """Checks every field; run before the run folder is created or changed.
 
@@ -102,8 +135,8 @@ class TrainConfig:
             raise ValueError(f"--strategy must be one of {STRATEGIES}. Received: {self.strategy!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"--loss must be one of {LOSSES}. Received: {self.loss!r}")
-        if self.class_weighting not in ("enet", "median", "none"):
-            raise ValueError(f"--class_weighting must be enet, median or none. Received: {self.class_weighting!r}")
+        if self.class_weighting not in CLASS_WEIGHTINGS:
+            raise ValueError(f"--class_weighting must be one of {CLASS_WEIGHTINGS}. Received: {self.class_weighting!r}")
         for name in ("height", "width", "val_height", "val_width"):
             value = getattr(self, name)
             if value is not None and (value <= 0 or value % 8):
