@@ -557,3 +557,35 @@ def test_fixed_scale_crops_and_pads_by_slicing(tmp_path):
                 if found:
                     break
             assert found, "the crop is not a window of a source image"
+
+
+def test_cache_modes_follow_the_budget_and_a_disk_cache_replays_the_split(tmp_path):
+    src = data.get_source("synthetic", "train", num_examples=4, height=32, width=48)
+    size = 4 * 32 * 48 * 4  # uint8 image (3 channels) and label per example
+    assert data.choose_cache(src, "auto", budget=size) == "memory"
+    assert data.choose_cache(src, "auto", str(tmp_path), budget=size - 1) == "disk"
+    assert data.choose_cache(src, "auto", budget=size - 1) == "none"
+    assert (data.choose_cache(src, True), data.choose_cache(src, False)) == ("memory", "none")
+    with pytest.raises(ValueError, match="cache must be one of"):
+        data.choose_cache(src, "ssd")
+    with pytest.raises(ValueError, match="needs cache_dir"):
+        data.choose_cache(src, "disk")
+    (tmp_path / "notes.txt").write_text("not a cache")
+
+    def batches(**kwargs):
+        ds = data.make_pipeline(src, 4, None, training=False, **kwargs)
+        return [(x.numpy(), y.numpy()) for x, y in ds]
+
+    def same(a, b):
+        return len(a) == len(b) and all(np.array_equal(u, v) for x, y in zip(a, b) for u, v in zip(x, y))
+
+    expected = batches(cache="none")
+    assert same(batches(cache="disk", cache_dir=str(tmp_path)), expected)  # writes the cache
+    (index,) = tmp_path.glob("synthetic_train_*.index")
+    assert same(batches(cache="disk", cache_dir=str(tmp_path)), expected)  # reads it
+    # A cache a killed run left half written (its lock file still there) is written again, not read.
+    prefix = str(index)[:-len(".index")]
+    lock = Path(prefix + "_0.lockfile")
+    lock.write_text("")
+    assert same(batches(cache="disk", cache_dir=str(tmp_path)), expected)
+    assert not lock.exists() and index.exists() and (tmp_path / "notes.txt").exists()

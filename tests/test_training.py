@@ -248,3 +248,50 @@ def test_mirrored_strategy_and_mixed_precision_on_the_cpu(tmp_path):
     bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
     assert bns and all(l.synchronized for l in bns) and bns[0].dtype_policy.name == "mixed_float16"
     assert isinstance(model.loss, LovaszSoftmax)
+
+
+def _big_folder(root, n=40, size=(1024, 1536)):
+    """A `folder` dataset of `n` large, cheaply encoded images: about 6 MB each decoded."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", n), ("val", 2)):
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "masks").mkdir(parents=True)
+        for i in range(count):
+            label = np.kron(rng.integers(0, 3, (size[0] // 64, size[1] // 64)), np.ones((64, 64))).astype(np.uint8)
+            image = np.stack([label * 80, 255 - label * 80, np.full_like(label, 90)], -1).astype(np.uint8)
+            Image.fromarray(image).save(root / split / "images" / f"{i:03d}.png")
+            Image.fromarray(label).save(root / split / "masks" / f"{i:03d}.png")
+
+
+def _peak_rss_mb(args):
+    """Peak resident memory (MB) of a training process run with `args`."""
+    code = ("import resource, runpy, sys\n"
+            "sys.argv = ['train.py'] + sys.argv[1:]\n"
+            "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\n"
+            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+    result = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT / "tools", capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return int(result.stdout.split("PEAK")[-1])
+
+
+@pytest.mark.slow
+def test_data_larger_than_the_memory_budget_trains_from_a_disk_cache(tmp_path):
+    _big_folder(tmp_path / "data")  # 40 x 6.3 MB = 250 MB decoded
+    common = ["--dataset", "folder", "--data_dir", str(tmp_path / "data"), "--dataset_option", "num_classes=3",
+              "--height", "64", "--width", "64", "--batch_size", "8", "--encoder_epochs", "0",
+              "--val_height", "64", "--val_width", "64", "--decoder_epochs", "1", "--verbose", "0",
+              "--no_jit_compile", "--no_color_jitter", "--class_weighting", "none"]
+    disk = _peak_rss_mb(common + ["--run_dir", str(tmp_path / "disk"), "--cache_budget_mb", "10"])  # auto -> disk
+    memory = _peak_rss_mb(common + ["--run_dir", str(tmp_path / "memory"), "--cache", "memory"])
+    cached = [p.name for p in (tmp_path / "disk" / "cache").iterdir()]
+    assert any(n.startswith("folder_train_") and n.endswith(".index") for n in cached), cached
+    assert not (tmp_path / "memory" / "cache").exists()
+    rows = read_history(tmp_path / "disk" / "decoder" / "history.csv")
+    assert [int(r["epoch"]) for r in rows] == [0] and all(np.isfinite(r["loss"]) for r in rows)
+    print(f"peak memory: disk cache {disk} MB, memory cache {memory} MB")
+    # The in-memory run holds the 250 MB of decoded training images; the disk run does not.
+    assert memory - disk > 125, (memory, disk)

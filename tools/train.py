@@ -35,6 +35,7 @@ def scale_range(text):
 
 
 def build_parser():
+    from enet_keras.data import CACHE_MODES
     from enet_keras.training import TrainConfig, list_presets
     from enet_keras.model import ACTIVATIONS
     from enet_keras.training.trainer import CLASS_WEIGHTINGS, LOSSES, STAGES, STRATEGIES
@@ -74,6 +75,12 @@ def build_parser():
         p.add_argument(f"--{name}", type=kind, default=None, help=f"{what} (default: the preset's, else {default})")
     for name, what in [("flip", "Random horizontal flips"), ("color_jitter", "Random brightness and contrast")]:
         add_switch(p, name, None, f"{what} (default: the preset's, else {getattr(d, name)})")
+    p.add_argument("--cache", default=None, choices=CACHE_MODES,
+                   help=f"Where decoded training and validation images stay between epochs: memory, disk "
+                        f"(<run_dir>/cache/), none, or auto: memory if the split fits --cache_budget_mb, else "
+                        f"disk (default: {d.cache})")
+    p.add_argument("--cache_budget_mb", type=int, default=None,
+                   help="Memory that decoded images may take, in MB (default: half of the available memory)")
     p.add_argument("--loss", default=None, choices=LOSSES,
                    help=f"crossentropy (class-weighted, the paper) or lovasz (Lovasz-Softmax, a surrogate of "
                         f"1 - IoU; for fine-tuning a trained model) (default: {d.loss})")

@@ -77,15 +77,8 @@ def weights_from_counts(pixels, image_pixels, method="enet", c=1.02):
 
 
 def _cache_key(source, method, c):
-    data_dir = source.data_dir
-    if data_dir is not None and "://" not in data_dir:
-        data_dir = os.path.abspath(data_dir)
-    return {
-        "source": source.name, "split": source.split, "data_dir": data_dir,
-        "options": {k: v for k, v in sorted(source.options.items())},
-        "method": method, "c": float(c), "num_classes": source.num_classes,
-        "ignore_label": source.ignore_label,
-    }
+    return {**source.key(), "method": method, "c": float(c), "num_classes": source.num_classes,
+            "ignore_label": source.ignore_label}
 
 
 def class_weights(source, method="enet", c=1.02, cache_dir=None):

@@ -1,10 +1,17 @@
 """`make_pipeline`: batches of augmented (training) or centred (evaluation) examples for Keras."""
 
+import glob
+import hashlib
+import json
+import os
+
+import numpy as np
 import tensorflow as tf
 
 from enet_keras.data.source import Source
 
 _BRIGHTNESS_DELTA = 32.0  # in 0..255 units
+CACHE_MODES = ("auto", "memory", "disk", "none")
 _CONTRAST_RANGE = (0.75, 1.25)
 
 
@@ -33,6 +40,68 @@ def _check_args(source, batch_size, crop_size, label_downsample, scale_range):
     if not 0 < lo <= hi:
         raise ValueError(f"scale_range must be (low, high) with 0 < low <= high. Received: "
                          f"scale_range={scale_range!r}")
+
+
+def memory_budget():
+    """The default budget of an in-memory cache: half of the memory available now (Linux
+    `MemAvailable`), or half of the physical memory where that is not known."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 2
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
+def decoded_size(source):
+    """Estimated bytes of a split decoded (uint8 image and label), from its first example."""
+    image, label = next(iter(source.dataset()))
+    return (int(np.prod(image.shape)) + int(np.prod(label.shape))) * (source.num_examples or 1)
+
+
+def choose_cache(source, cache="auto", cache_dir=None, budget=None):
+    """Where the decoded examples of `source` are kept between epochs.
+
+    Args:
+        source: `Source`.
+        cache: str or bool. "memory", "disk" (under `cache_dir`), "none", or "auto": memory
+            when the decoded split fits `budget`, else disk when `cache_dir` is given, else
+            none. True and False mean "memory" and "none". Defaults to "auto".
+        cache_dir: str or None. Folder of disk caches. Defaults to None.
+        budget: int or None. Bytes an in-memory cache may take. Defaults to None:
+            `memory_budget()`.
+
+    Returns:
+        "memory", "disk" or "none".
+
+    Raises:
+        ValueError: for an unknown mode, or "disk" without `cache_dir`.
+    """
+    cache = {True: "memory", False: "none"}.get(cache, cache)
+    if cache not in CACHE_MODES:
+        raise ValueError(f"cache must be one of {CACHE_MODES}. Received: cache={cache!r}")
+    if cache == "disk" and cache_dir is None:
+        raise ValueError("cache='disk' needs cache_dir, the folder of the cache files")
+    if cache != "auto":
+        return cache
+    if decoded_size(source) <= (memory_budget() if budget is None else budget):
+        return "memory"
+    return "disk" if cache_dir is not None else "none"
+
+
+def _disk_cache(source, cache_dir):
+    """`source.dataset()` cached in files under `cache_dir`, named by the source's key. A cache
+    left half written by a killed process (its lock file is still there) is removed first: the
+    caller holds the run folder's lock, so no other process is writing it."""
+    key = hashlib.sha256(json.dumps(source.key(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    os.makedirs(cache_dir, exist_ok=True)
+    prefix = os.path.join(cache_dir, f"{source.name}_{source.split}_{key}")
+    if glob.glob(glob.escape(prefix) + "*.lockfile") or not os.path.exists(prefix + ".index"):
+        for path in glob.glob(glob.escape(prefix) + "*"):
+            os.remove(path)
+    return source.dataset().cache(prefix)
 
 
 def _center_crop_or_pad(x, height, width, pad_value):
@@ -145,7 +214,8 @@ def _scale_crop(image, label, seeds, h, w, ch, cw, ignore_label, scale_range, fl
 
 def make_pipeline(source, batch_size, crop_size=(360, 480), training=True, label_downsample=1,
                   seed=0, cache=True, shuffle_buffer=None, drop_remainder=None, *,
-                  scale_range=(0.5, 2.0), flip=True, color_jitter=True, pad_to_multiple=1):
+                  scale_range=(0.5, 2.0), flip=True, color_jitter=True, pad_to_multiple=1,
+                  cache_dir=None, cache_budget=None):
     """Batches of `(image, label)` from a `Source`, for `model.fit` or evaluation.
 
     Training: seeded shuffle, then per example a random horizontal flip, a random scale in
@@ -169,11 +239,14 @@ def make_pipeline(source, batch_size, crop_size=(360, 480), training=True, label
         label_downsample: int. Labels are downsampled by this factor with nearest neighbour
             after augmentation; 8 gives the targets of the encoder stage. Defaults to 1.
         seed: int. Seed of the shuffle and the augmentation. Defaults to 0.
-        cache: bool. Keep decoded examples (before augmentation) in memory after the first
-            epoch. Turn it off when they do not fit (Cityscapes train at 1024x2048 is about
-            25 GB decoded). Defaults to True.
+        cache: str or bool. Where decoded examples (before augmentation) are kept after the
+            first epoch: "memory", "disk" (files under `cache_dir`), "none", or "auto" (memory
+            when the decoded split fits `cache_budget`, else disk; see `choose_cache`). Cityscapes
+            train at 1024x2048 is about 25 GB decoded. True and False mean "memory" and "none".
+            Defaults to True.
         shuffle_buffer: int or None. Shuffle buffer of examples. Defaults to None: the whole
-            source when cached; otherwise the source shuffles its file order (or encoded
+            source when cached in memory; from a disk cache as many decoded examples as fit
+            `cache_budget`; without a cache the source shuffles its file order (or encoded
             records) before decoding and no buffer of decoded examples is used.
         drop_remainder: bool or None. Drop the last short batch. Defaults to None: True when
             training, False otherwise.
@@ -184,6 +257,10 @@ def make_pipeline(source, batch_size, crop_size=(360, 480), training=True, label
             Defaults to True.
         pad_to_multiple: int. Evaluation with `crop_size=None`: pad images and labels to a
             multiple of this (8 for ENet's input). Defaults to 1.
+        cache_dir: str or None. Folder of the disk cache. Defaults to None.
+        cache_budget: int or None. Bytes of decoded examples that may stay in memory (the
+            cache, or the shuffle buffer from a disk cache). Defaults to None: half of the
+            available memory.
 
     Returns:
         A `tf.data.Dataset` of `(image float32 [B, h, w, 3] in 0..255,
@@ -213,10 +290,18 @@ def make_pipeline(source, batch_size, crop_size=(360, 480), training=True, label
     ignore = source.ignore_label
     autotune = tf.data.AUTOTUNE
 
-    if cache:
+    cache = choose_cache(source, cache, cache_dir, cache_budget)
+    if cache == "memory":
         ds = source.dataset().cache()
         if training:
             buffer = shuffle_buffer or source.num_examples or 1024
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    elif cache == "disk":
+        ds = _disk_cache(source, cache_dir)
+        if training:
+            each = max(1, decoded_size(source) // (source.num_examples or 1))
+            budget = memory_budget() if cache_budget is None else cache_budget
+            buffer = shuffle_buffer or max(1, min(source.num_examples or 1024, budget // each))
             ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     else:
         ds = source.dataset(shuffle_seed=seed if training else None)

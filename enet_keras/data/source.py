@@ -1,6 +1,7 @@
 """`Source`: one split of one segmentation dataset, with its classes and decoded examples."""
 
 import dataclasses
+import os
 from typing import Any, Callable, Mapping, Optional
 
 SPLITS = ("train", "val", "test")
@@ -85,6 +86,15 @@ class Source:
                 f"Source {self.name!r}: expected {self.num_classes} class names and palette "
                 f"colours. Received: {len(self.class_names)} names, {len(self.palette)} colours"
             )
+
+    def key(self):
+        """What identifies this split's examples (for cache names): source, split, data folder
+        and options."""
+        data_dir = self.data_dir
+        if data_dir is not None and "://" not in data_dir:
+            data_dir = os.path.abspath(data_dir)
+        return {"source": self.name, "split": self.split, "data_dir": data_dir,
+                "options": {k: v for k, v in sorted(self.options.items())}}
 
     def dataset(self, shuffle_seed=None):
         """The examples as a `tf.data.Dataset` of `(image, label)`.

@@ -30,7 +30,8 @@ LOSSES = ("crossentropy", "lovasz")
 CLASS_WEIGHTINGS = ("enet", "median", "none")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 # Fields of the configuration that may change when a run is resumed.
-_RESUMABLE_FIELDS = ("strategy", "verbose", "jit_compile", "stage", "encoder_weights", "validation_freq")
+_RESUMABLE_FIELDS = ("strategy", "verbose", "jit_compile", "stage", "encoder_weights", "validation_freq",
+                     "cache", "cache_budget_mb")
 
 
 @dataclasses.dataclass
@@ -78,6 +79,8 @@ class TrainConfig:
     validation_steps: int = None
     validation_freq: int = 1
     dataset_options: dict = dataclasses.field(default_factory=dict)
+    cache: str = "auto"
+    cache_budget_mb: int = None
     verbose: int = 1
 
     @classmethod
@@ -122,7 +125,8 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"--{name} must be a finite number. Received: {value!r}")
         for name in ("height", "width", "val_height", "val_width", "batch_size", "encoder_epochs",
-                     "decoder_epochs", "validation_freq", "steps_per_epoch", "validation_steps", "seed"):
+                     "decoder_epochs", "validation_freq", "steps_per_epoch", "validation_steps", "seed",
+                     "cache_budget_mb"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ValueError(f"--{name} must be an integer. Received: {value!r}")
@@ -131,6 +135,10 @@ class TrainConfig:
             raise ValueError(f"--scale_range must be LOW,HIGH, two finite numbers. Received: {self.scale_range!r}")
         if self.stage not in STAGES:
             raise ValueError(f"--stage must be one of {STAGES}. Received: {self.stage!r}")
+        if self.cache not in data.CACHE_MODES:
+            raise ValueError(f"--cache must be one of {data.CACHE_MODES}. Received: {self.cache!r}")
+        if self.cache_budget_mb is not None and self.cache_budget_mb < 0:
+            raise ValueError(f"--cache_budget_mb must be >= 0. Received: {self.cache_budget_mb}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"--strategy must be one of {STRATEGIES}. Received: {self.strategy!r}")
         if self.loss not in LOSSES:
@@ -459,14 +467,17 @@ def _train_stage(config, stage, strategy, train_source, val_source, stage_dir, i
     downsample = 8 if encoder else 1
     epochs = config.encoder_epochs if encoder else config.decoder_epochs
     batch = config.batch_size
+    # Under this process's own folder (a worker's, with --strategy multiworker): no two writers.
+    cache = {"cache": config.cache, "cache_dir": os.path.join(os.path.dirname(stage_dir), "cache"),
+             "cache_budget": None if config.cache_budget_mb is None else config.cache_budget_mb * 2**20}
     train_ds = data.make_pipeline(
         train_source, batch, (config.height, config.width), training=True, label_downsample=downsample,
         seed=config.seed, drop_remainder=config.strategy != "default",
-        scale_range=tuple(config.scale_range), flip=config.flip, color_jitter=config.color_jitter,
+        scale_range=tuple(config.scale_range), flip=config.flip, color_jitter=config.color_jitter, **cache,
     )
     val_size = (config.val_height, config.val_width) if config.val_height and config.val_width else None
     val_ds = data.make_pipeline(val_source, batch, val_size, training=False, label_downsample=downsample,
-                                pad_to_multiple=8)
+                                pad_to_multiple=8, **cache)
     steps = training_steps(train_source.num_examples, batch, config.steps_per_epoch,
                            drop_remainder=config.strategy != "default")
     if config.steps_per_epoch:
