@@ -123,7 +123,8 @@ def get_source(args, split):
 # What a user can cause: a bad flag value, a missing or unreadable file, a wrong model. Bad data
 # found inside a tf.data pipeline (a corrupt image, a label value out of range, a truncated
 # TFRecord) arrives as TensorFlow's InvalidArgumentError or DataLossError.
-USER_ERRORS = (ValueError, OSError, RuntimeError)
+# A RuntimeError is not one: it is TensorFlow's or ours, a bug, and keeps its traceback.
+USER_ERRORS = (ValueError, OSError)
 _TF_DATA_ERRORS = ("InvalidArgumentError", "DataLossError")
 # Modules of the optional extras (setup.cfg) -> the extra that installs them.
 EXTRAS = {
@@ -135,11 +136,12 @@ EXTRAS = {
 
 def missing_extra_message(error):
     """For an `ImportError` of a module of an optional extra: the one line that says which
-    `pip install "enet_keras[extra]"` brings it; None otherwise."""
+    `pip install "enet_keras[extra]"` brings it; for one we raised (no module name: TensorRT,
+    OpenCV) its message; None otherwise."""
     name = (getattr(error, "name", None) or "").split(".")[0]
     if name in EXTRAS:
         return f'{name} is not installed; it comes with pip install "enet_keras[{EXTRAS[name]}]"'
-    if "enet_keras[" in str(error):  # our own message already names the extra
+    if getattr(error, "name", None) is None and str(error):  # raised by us, saying what to install
         return str(error)
     return None
 

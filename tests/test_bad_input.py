@@ -370,7 +370,7 @@ def test_a_corrupt_history_names_the_file(tmp_path):
         read_history(path)
 
 
-def test_a_missing_extra_is_one_line_that_names_it(capsys):
+def test_a_missing_extra_is_one_line_and_a_bug_keeps_its_traceback(capsys):
     def main(argv):
         import enet_keras_missing_module  # noqa: F401
 
@@ -383,6 +383,12 @@ def test_a_missing_extra_is_one_line_that_names_it(capsys):
     assert capsys.readouterr().err == 'error: cv2 is not installed; it comes with pip install "enet_keras[video]"\n'
     with pytest.raises(ModuleNotFoundError):  # not an extra of ours: a bug, with its traceback
         cli.run(main, [])
+
+    def main_bug(argv):
+        raise RuntimeError("a TensorFlow bug")
+
+    with pytest.raises(RuntimeError, match="a TensorFlow bug"):  # not a user error: no one-liner
+        cli.run(main_bug, [])
 
 
 @pytest.mark.slow

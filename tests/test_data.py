@@ -207,7 +207,7 @@ def test_cityscapes_maps_label_ids_to_train_ids(tmp_path):
 # ---------------------------------------------------------------- TFDS (error path only)
 
 def test_tfds_missing_archives_says_what_to_put_where(tmp_path):
-    pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets  # noqa: F401  (make test installs the tfds extra: fail, not skip)
     manual = tmp_path / "manual"
     manual.mkdir()
     (manual / "gtFine_trainvaltest.zip").write_bytes(b"")

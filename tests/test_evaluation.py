@@ -174,7 +174,8 @@ def test_evaluate_keras_and_tflite_identical(models, source, tmp_path, capsys):
     # Agreement with a reference: identical predictions agree everywhere; an untrained model
     # with other weights does not.
     compared = evaluation.evaluate(models["tflite"], source, verbose=0, reference=models["keras"])
-    assert compared["agreement"] == 1.0 and compared["reference"] == models["keras"]
+    # (up to argmax near-ties between TFLite's and Keras' kernels)
+    assert compared["agreement"] >= 0.999 and compared["reference"] == models["keras"]
     assert "agreement with" in evaluation.format_results(compared)
     other = evaluation.evaluate(models["tflite"], source, verbose=0, reference=runtimes.KerasPredictor(ENet(8)))
     assert other["agreement"] < 1.0

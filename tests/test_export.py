@@ -131,7 +131,7 @@ def test_tool_tftrt_fails_clearly_before_exporting(tmp_path):
         pytest.skip("this TensorFlow has TensorRT")
     model_path = tmp_path / "m.keras"
     model_path.write_bytes(b"not read: the TensorRT check comes first")
-    with pytest.raises(RuntimeError, match="TF-TRT needs a TensorFlow built with TensorRT"):
+    with pytest.raises(ImportError, match="TF-TRT needs a TensorFlow built with TensorRT"):
         load_tool().main(["--model", str(model_path), "--output_dir", str(tmp_path / "out"), "--formats", "savedmodel,tftrt"])
     assert not (tmp_path / "out").exists()
 
@@ -384,7 +384,7 @@ def test_tftrt_without_tensorrt_is_a_clear_error(tmp_path):
     if export.is_tensorrt_available():
         pytest.skip("this TensorFlow has TensorRT")
     (tmp_path / "saved_model.pb").write_bytes(b"")
-    with pytest.raises(RuntimeError, match=r"2\.18.*Jetson.*<= 2\.17.*trtexec --onnx"):
+    with pytest.raises(ImportError, match=r"2\.18.*Jetson.*<= 2\.17.*trtexec --onnx"):
         export.convert_tftrt(tmp_path, tmp_path / "trt", "FP16")
     assert not (tmp_path / "trt").exists()
 

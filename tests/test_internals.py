@@ -59,7 +59,6 @@ def test_freeze_and_tensorrt_probe():
     frozen = _internals.freeze(concrete)
     assert not frozen.variables and float(frozen(tf.constant(3.0))[0]) == 6.0
     assert isinstance(_internals.tensorrt_enabled(), bool)
-    assert np.isfinite(float(variable))
 
 
 def test_backup_files_are_where_keras_writes_them(tmp_path):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import keras
 
-pytest.importorskip("tensorflow_model_optimization")
-pytest.importorskip("tf_keras")
+import tensorflow_model_optimization  # noqa: E402,F401  (make test installs the qat extra: fail, not skip)
+import tf_keras  # noqa: E402,F401
 
 from enet_keras import ENet  # noqa: E402
 from enet_keras import rewrite  # noqa: E402

@@ -25,6 +25,8 @@ from enet_keras import cli
 
 
 def build_parser():
+    from enet_keras.training import TrainConfig
+
     parser = cli.ArgumentParser(__doc__)
     parser.add_argument("--model", required=True, help="The trained .keras model (required)")
     cli.add_data_args(parser)
@@ -35,8 +37,9 @@ def build_parser():
                              "(default: computed on the train split by --class_weighting and --c)")
     parser.add_argument("--class_weighting", default="enet", choices=("enet", "median"),
                         help="Weighting the model trained with, when --class_weights is not given (default: enet)")
-    parser.add_argument("--c", type=cli.finite_float, default=1.02,
-                        help="ENet weighting's constant, as the trainer's --decoder_c (default: 1.02)")
+    parser.add_argument("--decoder_c", "--c", dest="decoder_c", type=cli.finite_float, default=TrainConfig.decoder_c,
+                        help=f"c of the class weights 1/ln(c+p), as the trainer's --decoder_c; --c is the old "
+                             f"spelling (default: {TrainConfig.decoder_c})")
     parser.add_argument("--strength", type=cli.finite_float, default=None,
                         help="Use this strength instead of the best on --split (default: the best)")
     parser.add_argument("--output", required=True, help="The adjusted .keras model to write (required)")
@@ -74,7 +77,7 @@ def main(argv=None):
     if args.class_weights:
         weights = read_class_weights(args.class_weights)
     else:
-        weights = data.class_weights(cli.get_source(args, "train"), method=args.class_weighting, c=args.c,
+        weights = data.class_weights(cli.get_source(args, "train"), method=args.class_weighting, c=args.decoder_c,
                                      cache_dir=os.path.dirname(os.path.abspath(args.model))).tolist()
     strengths = None if args.strength is None else [0.0, args.strength]
     source = cli.get_source(args, args.split)

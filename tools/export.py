@@ -61,10 +61,7 @@ def _check_args(parser, args):
     if "tftrt" in args.formats:  # before anything is loaded or written
         from enet_keras.export import tensorrt
 
-        if not tensorrt.is_tensorrt_available():
-            import tensorflow as tf
-
-            raise RuntimeError(tensorrt.NO_TENSORRT_MESSAGE.format(version=tf.__version__))
+        tensorrt.require_tensorrt()
     if not os.path.isfile(args.model):
         raise FileNotFoundError(f"--model: no model file at {args.model}")
     check_file_name(args.model_name, "--model_name")

@@ -19,6 +19,8 @@ from enet_keras import cli
 
 
 def build_parser():
+    from enet_keras.training import TrainConfig
+
     parser = cli.ArgumentParser(__doc__)
     parser.add_argument("--model", required=True, help="Trained float model, a .keras file. (required)")
     parser.add_argument("--output", required=True, help="The int8 .tflite file to write. (required)")
@@ -34,8 +36,10 @@ def build_parser():
     parser.add_argument("--export_width", type=int, default=480, help="Width of the exported model. (default: 480)")
     parser.add_argument("--class_weighting", choices=("enet", "median", "none"), default="enet",
                         help="Class weights of the loss, as in training. (default: enet)")
-    parser.add_argument("--class_weight_c", type=cli.finite_float, default=1.02,
-                        help="c of the ENet class weights 1/ln(c+p), as --decoder_c in training. (default: 1.02)")
+    parser.add_argument("--decoder_c", "--class_weight_c", dest="decoder_c", type=cli.finite_float,
+                        default=TrainConfig.decoder_c,
+                        help=f"c of the class weights 1/ln(c+p), as the trainer's --decoder_c; --class_weight_c is "
+                             f"the old spelling. (default: {TrainConfig.decoder_c})")
     parser.add_argument("--num_calibration_images", type=int, default=100,
                         help="Training images calibrating the tensors QAT has no ranges for. (default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="Random seed. (default: 0)")
@@ -65,7 +69,7 @@ def main(argv=None):
         args.model, args.dataset, args.output, data_dir=args.data_dir, dataset_options=dict(args.dataset_option),
         crop_size=(args.height, args.width), export_size=(args.export_height, args.export_width),
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        steps_per_epoch=args.steps_per_epoch, class_weighting=args.class_weighting, c=args.class_weight_c,
+        steps_per_epoch=args.steps_per_epoch, class_weighting=args.class_weighting, c=args.decoder_c,
         num_calibration_images=args.num_calibration_images, seed=args.seed,
     )
     summary_path = os.path.splitext(args.output)[0] + "_qat.json"

@@ -132,7 +132,7 @@ def export_all(model, output_dir, formats=DEFAULT_FORMATS, height=360, width=480
             that is not a plain file name, or an `output_dir` that is not ours to replace
             (see `check_destination`).
         InUseError: if another process exports into `output_dir`.
-        RuntimeError: for tftrt where TensorFlow has no TensorRT.
+        ImportError: for tftrt where TensorFlow has no TensorRT.
     """
     from enet_keras import export
     from enet_keras.model import check_full_network
@@ -145,10 +145,8 @@ def export_all(model, output_dir, formats=DEFAULT_FORMATS, height=360, width=480
         raise ValueError("int8 calibrates on training images: pass calibration_images (--dataset)")
     if "tftrt" in formats and "savedmodel" not in formats:
         raise ValueError("tftrt converts the SavedModel: add savedmodel to the formats")
-    if "tftrt" in formats and not export.is_tensorrt_available():
-        import tensorflow as tf
-
-        raise RuntimeError(export.tensorrt.NO_TENSORRT_MESSAGE.format(version=tf.__version__))
+    if "tftrt" in formats:
+        export.tensorrt.require_tensorrt()
     check_file_name(model_name, "--model_name")
     check_full_network(model)
     shown_dir = os.fspath(output_dir)

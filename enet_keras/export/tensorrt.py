@@ -1,7 +1,7 @@
 """TensorRT: TF-TRT conversion of the serving SavedModel, where TensorFlow has TensorRT.
 
 TensorFlow's pip wheels dropped TensorRT in 2.18, so on a desktop with TF 2.18+ `convert_tftrt`
-raises a `RuntimeError` that says what to do instead: run it on a Jetson with NVIDIA's
+raises an `ImportError` that says what to do instead: run it on a Jetson with NVIDIA's
 TensorFlow build (JetPack), or under TF <= 2.17, or take the ONNX route
 (`export_onnx` then `trtexec --onnx=enet.onnx --saveEngine=enet.engine --fp16`), which needs no
 TensorRT in TensorFlow.
@@ -18,6 +18,12 @@ from enet_keras.export.saved_model import is_saved_model
 from enet_keras.files import atomic_directory
 
 PRECISIONS = ("FP32", "FP16", "INT8")
+
+def require_tensorrt():
+    """Raises ImportError, saying what to do instead, unless this TensorFlow has TensorRT."""
+    if not is_tensorrt_available():
+        raise ImportError(NO_TENSORRT_MESSAGE.format(version=tf.__version__))
+
 
 NO_TENSORRT_MESSAGE = (
     "TF-TRT needs a TensorFlow built with TensorRT, and this one (TensorFlow {version}) is not: "
@@ -68,7 +74,7 @@ def convert_tftrt(
         The path of the converted SavedModel.
 
     Raises:
-        RuntimeError: if this TensorFlow has no TensorRT (every TF >= 2.18 pip wheel).
+        ImportError: if this TensorFlow has no TensorRT (every TF >= 2.18 pip wheel).
         ValueError: for an unknown precision, INT8 without calibration images, or a folder
             that holds no SavedModel.
 
@@ -87,8 +93,7 @@ def convert_tftrt(
         )
     if precision == "INT8" and calibration_images is None:
         raise ValueError("INT8 TF-TRT needs calibration_images (uint8 images from the training data)")
-    if not is_tensorrt_available():
-        raise RuntimeError(NO_TENSORRT_MESSAGE.format(version=tf.__version__))
+    require_tensorrt()
 
     converter = tf.experimental.tensorrt.Converter(
         input_saved_model_dir=os.fspath(saved_model_dir),

@@ -49,7 +49,7 @@ def _tf_keras():
             'pip install "enet_keras[qat]"'
         ) from error
     if os.environ.get("TF_USE_LEGACY_KERAS") not in ("1", "true", "True"):
-        raise RuntimeError(
+        raise ValueError(
             "tfmot only quantizes tf_keras models; set TF_USE_LEGACY_KERAS=1 (it is set to "
             f"{os.environ['TF_USE_LEGACY_KERAS']!r})"
         )
