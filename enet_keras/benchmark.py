@@ -49,7 +49,7 @@ import tensorflow as tf
 
 from enet_keras import _internals
 from enet_keras.files import disk_size
-from enet_keras.model import check_memory
+from enet_keras.model import check_memory, check_size
 
 FORMATS = ("keras", "keras_xla", "savedmodel", "tflite_fp32", "tflite_fp16", "tflite_int8", "onnx")
 COLUMNS = (
@@ -111,8 +111,8 @@ def parse_sizes(text):
         if len(parts) != 2 or not all(p.isdigit() for p in parts):
             raise ValueError(f"sizes must be HxW pairs such as 360x480. Received: {item!r}")
         height, width = int(parts[0]), int(parts[1])
-        if height <= 0 or width <= 0 or height % 8 or width % 8:
-            raise ValueError(f"ENet needs heights and widths that are positive multiples of 8. Received: {item!r}")
+        check_size(height, f"--sizes {item}: the height")
+        check_size(width, f"--sizes {item}: the width")
         check_memory(height, width, flag="--sizes")
         sizes.append((height, width))
     if not sizes:
@@ -300,8 +300,8 @@ def benchmark(
         raise ValueError(f"runs must be >= 1 and warmup >= 0. Received: runs={runs}, warmup={warmup}")
     sizes = [(int(h), int(w)) for h, w in sizes]
     for height, width in sizes:
-        if height <= 0 or width <= 0 or height % 8 or width % 8:
-            raise ValueError(f"sizes must be positive multiples of 8. Received: {height}x{width}")
+        check_size(height, f"sizes {height}x{width}: the height")
+        check_size(width, f"sizes {height}x{width}: the width")
 
     temporary = tempfile.TemporaryDirectory(prefix="enet_bench_") if work_dir is None else None
     work = pathlib.Path(temporary.name if temporary else work_dir)

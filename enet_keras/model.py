@@ -5,6 +5,7 @@ import os
 import zipfile
 
 import keras
+import numpy as np
 
 from enet_keras.blocks import DownsamplingBottleneck, InitialBlock, RegularBottleneck, UpsamplingBottleneck
 
@@ -206,6 +207,18 @@ def transfer_weights(source, target, skip=()):
         destination.set_weights(layer.get_weights())
         copied.append(layer.name)
     return copied
+
+
+def check_size(value, flag):
+    """Raises ValueError naming `flag` unless `value` is a positive integer multiple of 8 (ENet
+    downsamples by 8), suggesting the nearest sizes that are."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0 or value % 8:
+        near = ""
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0:
+            lower, upper = (value // 8) * 8, (value // 8 + 1) * 8
+            near = f", e.g. {lower} or {upper}" if lower > 0 else f", e.g. {upper}"
+        raise ValueError(f"{flag} must be a positive multiple of 8 (ENet downsamples by 8){near}. "
+                         f"Received: {value!r}")
 
 
 # Floats in all of ENet's layer outputs per input pixel (533 at 360x480, counted from the

@@ -58,7 +58,7 @@ def test_count_flops_rejects_bad_sizes():
 
 def test_parse_sizes():
     assert benchmark.parse_sizes("360x480, 720X1280") == [(360, 480), (720, 1280)]
-    with pytest.raises(ValueError, match="multiples of 8"):
+    with pytest.raises(ValueError, match=r"--sizes 360x479: the width must be a positive multiple of 8 .* e.g. 472 or 480"):
         benchmark.parse_sizes("360x479")
     with pytest.raises(ValueError, match="HxW"):
         benchmark.parse_sizes("360")

@@ -121,8 +121,10 @@ def test_tool_missing_model_names_it(tmp_path):
     (["--formats", "onnx", "--dataset_option", "num_examples"], "KEY=VALUE"),
 ])
 def test_tool_bad_flags(tmp_path, capsys, argv, message):
+    from enet_keras import cli
+
     with pytest.raises(SystemExit):
-        load_tool().main(["--model", "m.keras", "--output_dir", str(tmp_path)] + argv)
+        cli.run(load_tool().main, ["--model", "m.keras", "--output_dir", str(tmp_path)] + argv)
     assert message in capsys.readouterr().err
 
 

@@ -46,18 +46,16 @@ def build_parser():
 
 
 def _check_args(parser, args):
+    from enet_keras.model import check_memory, check_size
+
     for flag in ("height", "width"):
-        value = getattr(args, flag)
-        if value <= 0 or value % 8:
-            parser.error(f"--{flag} must be a positive multiple of 8 (ENet downsamples by 8). Received: --{flag} {value}")
+        check_size(getattr(args, flag), f"--{flag}")
     if args.num_calibration_images < 1:
         parser.error(f"--num_calibration_images must be >= 1. Received: {args.num_calibration_images}")
     needs_data = "tflite_int8" in args.formats or ("tftrt" in args.formats and args.tftrt_precision == "INT8")
     if needs_data and not args.dataset:
         parser.error("int8 export calibrates on training images: give --dataset (and --data_dir), "
                      "or leave tflite_int8 out of --formats")
-    from enet_keras.model import check_memory
-
     if "tftrt" in args.formats:  # before anything is loaded or written
         from enet_keras.export import tensorrt
 

@@ -50,10 +50,10 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    from enet_keras.model import check_size
+
     for name in ("height", "width", "export_height", "export_width"):
-        value = getattr(args, name)
-        if value <= 0 or value % 8:
-            parser.error(f"--{name} must be a positive multiple of 8. Received: {value}")
+        check_size(getattr(args, name), f"--{name}")
     if args.epochs < 1 or args.batch_size < 1:
         parser.error("--epochs and --batch_size must be >= 1")
     if not os.path.exists(args.model):

@@ -52,9 +52,11 @@ def convert(model, height=None, width=None, opset=17, batch_size=None):
     """
     import tf2onnx
 
+    from enet_keras.model import check_size
+
     for size, what in ((height, "height"), (width, "width")):
-        if size is not None and (not isinstance(size, (int, np.integer)) or size <= 0 or size % 8):
-            raise ValueError(f"ENet needs an input {what} that is a positive multiple of 8 or None. Received: {what}={size}")
+        if size is not None:
+            check_size(size, f"{what} (or None for any)")
     spec = (tf.TensorSpec((batch_size, height, width, 3), tf.float32, name=INPUT_NAME),)
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
     _rename_output(proto, OUTPUT_NAME)

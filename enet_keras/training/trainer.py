@@ -19,7 +19,7 @@ from enet_keras import _internals, data
 from enet_keras.faults import crash_point
 from enet_keras.files import (atomic_write_bytes, atomic_write_json, exclusive, make_folder,
                               remove_stale_temporaries, resolve_output)
-from enet_keras.model import ENet, check_memory, check_model_file, load_model, transfer_weights
+from enet_keras.model import ENet, check_memory, check_model_file, check_size, load_model, transfer_weights
 from enet_keras.training.callbacks import RunRecorder, read_history
 from enet_keras.training.presets import get_preset
 from enet_keras.losses import LovaszSoftmax, WeightedSparseCategoricalCrossentropy
@@ -146,9 +146,8 @@ class TrainConfig:
         if self.class_weighting not in CLASS_WEIGHTINGS:
             raise ValueError(f"--class_weighting must be one of {CLASS_WEIGHTINGS}. Received: {self.class_weighting!r}")
         for name in ("height", "width", "val_height", "val_width"):
-            value = getattr(self, name)
-            if value is not None and (value <= 0 or value % 8):
-                raise ValueError(f"--{name} must be a positive multiple of 8 (ENet downsamples by 8). Received: {value}")
+            if getattr(self, name) is not None:
+                check_size(getattr(self, name), f"--{name}")
         for name, least in (("batch_size", 1), ("encoder_epochs", 0), ("decoder_epochs", 1), ("validation_freq", 1)):
             if getattr(self, name) < least:
                 raise ValueError(f"--{name} must be >= {least}. Received: {getattr(self, name)}")
