@@ -316,7 +316,8 @@ def load_predictor(model_path, num_threads=None):
     """
     path = os.fspath(model_path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"No model at {path} (expected a .keras, .tflite or .onnx file or a SavedModel folder)")
+        raise FileNotFoundError(f"--model: no model file at {path} (expected a .keras, .tflite or .onnx file or a "
+                                "SavedModel folder)")
     if os.path.isdir(path):
         return SavedModelPredictor(path)
     extension = os.path.splitext(path)[1].lower()

@@ -87,8 +87,10 @@ def main(argv=None):
         parser.error(f"--warmup must be >= 0. Received: --warmup {args.warmup}")
     if args.num_classes < 2:
         parser.error(f"--num_classes must be >= 2. Received: --num_classes {args.num_classes}")
-    if args.model and not os.path.isfile(args.model):
-        parser.error(f"--model: no model file at {args.model}")
+    if args.model:
+        from enet_keras.model import check_model_file
+
+        check_model_file(args.model, "--model")
     if args.keep_exports and not args.output_dir:
         parser.error("--keep_exports needs --output_dir")
     command = " ".join(shlex.quote(a) for a in ["python", "tools/benchmark.py", *(sys.argv[1:] if argv is None else argv)])

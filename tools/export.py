@@ -46,7 +46,7 @@ def build_parser():
 
 
 def _check_args(parser, args):
-    from enet_keras.model import check_memory, check_size
+    from enet_keras.model import check_memory, check_model_file, check_size
 
     for flag in ("height", "width"):
         check_size(getattr(args, flag), f"--{flag}")
@@ -60,8 +60,7 @@ def _check_args(parser, args):
         from enet_keras.export import tensorrt
 
         tensorrt.require_tensorrt()
-    if not os.path.isfile(args.model):
-        raise FileNotFoundError(f"--model: no model file at {args.model}")
+    check_model_file(args.model, "--model")
     check_file_name(args.model_name, "--model_name")
     check_memory(args.height, args.width, flag="--height/--width")
     check_destination(args.output_dir)

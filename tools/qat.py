@@ -50,14 +50,13 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    from enet_keras.model import check_size
+    from enet_keras.model import check_model_file, check_size
 
     for name in ("height", "width", "export_height", "export_width"):
         check_size(getattr(args, name), f"--{name}")
     if args.epochs < 1 or args.batch_size < 1:
         parser.error("--epochs and --batch_size must be >= 1")
-    if not os.path.exists(args.model):
-        parser.error(f"--model: file not found: {args.model}")
+    check_model_file(args.model, "--model")
 
     from enet_keras.files import atomic_write_json, check_writable, resolve_output
     from enet_keras.training import qat
