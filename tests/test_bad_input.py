@@ -399,5 +399,8 @@ def test_a_run_stopped_by_bad_data_takes_the_fix_its_error_suggests(ws, tmp_path
     assert _exit_code(lambda: cli.run(TOOLS["train"].main, run)) == 2
     assert "--dataset_option invalid_labels=ignore" in capsys.readouterr().err
     assert (tmp_path / "run" / "config.json").exists()  # written, but nothing was trained
-    assert _exit_code(lambda: cli.run(TOOLS["train"].main, run + ["--dataset_option", "invalid_labels=ignore"])) == 0
+    # (and trains from a disk cache: the decoded split is over a zero budget)
+    fixed = run + ["--dataset_option", "invalid_labels=ignore", "--cache_budget_mb", "0"]
+    assert _exit_code(lambda: cli.run(TOOLS["train"].main, fixed)) == 0
     assert (tmp_path / "run" / "best.keras").exists()
+    assert any(p.name.startswith("folder_train_") for p in (tmp_path / "run" / "cache").iterdir())

@@ -589,3 +589,41 @@ def test_cache_modes_follow_the_budget_and_a_disk_cache_replays_the_split(tmp_pa
     lock.write_text("")
     assert same(batches(cache="disk", cache_dir=str(tmp_path)), expected)
     assert not lock.exists() and index.exists() and (tmp_path / "notes.txt").exists()
+
+
+def _big_folder(root, n=40, size=(1024, 1536)):
+    """A `folder` train split of `n` large, cheaply encoded images: about 6.3 MB each decoded."""
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        label = np.kron(rng.integers(0, 3, (size[0] // 64, size[1] // 64)), np.ones((64, 64))).astype(np.uint8)
+        _png(root / "train" / "images" / f"{i:03d}.png", np.stack([label * 80, 255 - label * 80, label], -1))
+        _png(root / "train" / "masks" / f"{i:03d}.png", label)
+
+
+def _rss_mb():
+    with open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith("VmRSS:")).split()[1]) // 1024
+
+
+def test_data_over_the_memory_budget_is_cached_on_disk_and_memory_stays_bounded(tmp_path):
+    _big_folder(tmp_path / "data")  # 40 x 6.3 MB = 250 MB decoded
+    src = data.get_source("folder", "train", str(tmp_path / "data"), num_classes=3)
+    budget = 10 * 2**20
+    assert data.choose_cache(src, "auto", str(tmp_path / "cache"), budget=budget) == "disk"
+
+    def growth(**cache):
+        """RSS added by one epoch of the pipeline, while the pipeline is alive."""
+        ds = data.make_pipeline(src, 8, (64, 64), training=True, cache_budget=budget, **cache)
+        before = _rss_mb()
+        assert sum(1 for _ in ds) == 5
+        grown = _rss_mb() - before
+        del ds
+        return grown
+
+    disk = growth(cache="auto", cache_dir=str(tmp_path / "cache"))
+    memory = growth(cache="memory")
+    assert any(p.name.endswith(".index") for p in (tmp_path / "cache").iterdir())
+    # The in-memory cache holds the 250 MB of decoded images; from disk, only the shuffle
+    # buffer that fits the budget (one image here) stays.
+    print(f"RSS growth: disk cache {disk} MB, memory cache {memory} MB")
+    assert memory > 180 and disk < 100 and memory - disk > 120, (memory, disk)

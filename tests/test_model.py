@@ -205,7 +205,7 @@ def test_import_is_light():
              and m.split(".")[1] in ("data", "training", "export", "evaluation", "inference", "benchmark", "visualize")}
     assert "enet_keras.model" in modules and heavy == set()
     extras = {"tensorflow_model_optimization", "tf_keras", "onnx", "onnxruntime", "tf2onnx", "ai_edge_litert",
-              "tensorflow_datasets", "cv2"}
+              "tensorflow_datasets"}
     assert not {m.split(".")[0] for m in modules} & extras
 
 

@@ -91,8 +91,10 @@ def test_index_pooling_converts_to_int8_after_annotation():
 
 
 def test_tool_missing_model_is_named(tmp_path, capsys):
+    from enet_keras import cli
+
     with pytest.raises(SystemExit):
-        _tool().main(["--model", str(tmp_path / "nope.keras"), "--output", str(tmp_path / "x.tflite")])
+        cli.run(_tool().main, ["--model", str(tmp_path / "nope.keras"), "--output", str(tmp_path / "x.tflite")])
     assert "nope.keras" in capsys.readouterr().err
 
 
