@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -199,14 +200,17 @@ def test_files_saved_with_keras_batch_norm_still_load_and_resume(tmp_path):
 
 def test_import_is_light():
     code = "import enet_keras, sys; print(sorted(m.split('.')[0] + '.' + m.split('.')[1] if '.' in m else m for m in sys.modules))"
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    # A user's fresh process: without the TF_USE_LEGACY_KERAS=1 that importing tfmot (test_qat.py)
+    # puts into this one's environment.
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     modules = set(eval(loaded.stdout.strip().splitlines()[-1]))
     heavy = {m for m in modules if m.split(".")[0] == "enet_keras" and m.split(".")[1:2]
              and m.split(".")[1] in ("data", "training", "export", "evaluation", "inference", "benchmark", "visualize")}
     assert "enet_keras.model" in modules and heavy == set()
     extras = {"tensorflow_model_optimization", "tf_keras", "onnx", "onnxruntime", "tf2onnx", "ai_edge_litert",
               "tensorflow_datasets"}
-    assert not {m.split(".")[0] for m in modules} & extras
+    assert not {m.split(".")[0] for m in modules} & extras, {m.split(".")[0] for m in modules} & extras
 
 
 def test_load_model_names_the_file_and_what_is_wrong(tmp_path):
