@@ -79,16 +79,25 @@ def choose_cache(source, cache="auto", cache_dir=None, budget=None):
     Raises:
         ValueError: for an unknown mode, or "disk" without `cache_dir`.
     """
+    return _choose_cache(source, cache, cache_dir, budget)[0]
+
+
+def _choose_cache(source, cache, cache_dir, budget):
+    """(mode, decoded size in bytes or None where it was not needed) for `choose_cache` and
+    `make_pipeline`, which sizes a disk cache's shuffle buffer with it: one decode, not two."""
     cache = {True: "memory", False: "none"}.get(cache, cache)
     if cache not in CACHE_MODES:
         raise ValueError(f"cache must be one of {CACHE_MODES}. Received: cache={cache!r}")
     if cache == "disk" and cache_dir is None:
         raise ValueError("cache='disk' needs cache_dir, the folder of the cache files")
-    if cache != "auto":
-        return cache
-    if decoded_size(source) <= (memory_budget() if budget is None else budget):
-        return "memory"
-    return "disk" if cache_dir is not None else "none"
+    if cache in ("memory", "none"):
+        return cache, None
+    size = decoded_size(source)
+    if cache == "disk":
+        return cache, size
+    if size <= (memory_budget() if budget is None else budget):
+        return "memory", size
+    return ("disk" if cache_dir is not None else "none"), size
 
 
 def _disk_cache(source, cache_dir):
@@ -290,7 +299,7 @@ def make_pipeline(source, batch_size, crop_size=(360, 480), training=True, label
     ignore = source.ignore_label
     autotune = tf.data.AUTOTUNE
 
-    cache = choose_cache(source, cache, cache_dir, cache_budget)
+    cache, size = _choose_cache(source, cache, cache_dir, cache_budget)
     if cache == "memory":
         ds = source.dataset().cache()
         if training:
@@ -299,7 +308,7 @@ def make_pipeline(source, batch_size, crop_size=(360, 480), training=True, label
     elif cache == "disk":
         ds = _disk_cache(source, cache_dir)
         if training:
-            each = max(1, decoded_size(source) // (source.num_examples or 1))
+            each = max(1, size // (source.num_examples or 1))
             budget = memory_budget() if cache_budget is None else cache_budget
             buffer = shuffle_buffer or max(1, min(source.num_examples or 1024, budget // each))
             ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
