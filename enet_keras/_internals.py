@@ -4,10 +4,13 @@ Each is used because no public API gives the same: the functional graph's nodes 
 model layer by layer), the list of ops of a LiteRT interpreter (to name the ops of an export and
 count XNNPACK's share), freezing a concrete function (to count FLOPs), the flatbuffer schema (to
 find Flex ops and edit calibrated ranges), the TFLite converter's calibrate-only mode and
-quantizer (to quantize with ranges we measure) and TensorRT's availability.
+quantizer (to quantize with ranges we measure), TensorRT's availability, and two mends that let
+`model.fit` run under `MultiWorkerMirroredStrategy`.
 `tests/test_internals.py` is the canary: it fails loudly when a Keras, TensorFlow or LiteRT
 release changes one of them.
 """
+
+import contextlib
 
 
 def inbound_nodes(layer):
@@ -82,3 +85,52 @@ def backup_files(callback):
     `double_checkpoint` each has its previous version at the same path plus `.bkp`. Keras
     writes the metadata JSON in place, so a kill or a full disk can leave it empty."""
     return callback._weights_path, callback._training_metadata_path
+
+
+@contextlib.contextmanager
+def fit_under_multi_worker(model):
+    """Lets Keras 3's `model.fit` run under `tf.distribute.MultiWorkerMirroredStrategy`
+    (keras-team/keras#20585), within this block, by mending the two places that fail:
+
+    - `Model._maybe_symbolic_build` averages a distributed input batch across workers with
+      `strategy.reduce` just to learn its shapes, which a collective strategy cannot do eagerly
+      on a `PerReplica`: this model takes the first local replica's batch instead;
+    - the TensorFlow trainer's `reduce_per_replica` averages each step's logs with
+      `strategy.reduce("MEAN", v, axis=0)`, which fails on the scalar losses and metrics:
+      scalars are averaged with `axis=None`. Metrics are already global (their variables are
+      all-reduced on every update), so every worker logs the same values.
+    """
+    import tensorflow as tf
+    from keras import tree
+    from keras.src.backend.tensorflow import trainer
+
+    strategy = model.distribute_strategy
+    original_reduce = trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(
+                lambda v: strategy.reduce("MEAN", v, axis=None) if trainer._is_per_replica_instance(v) else v,
+                values,
+            )
+        return original_reduce(values, strategy, reduction)
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = tree.map_structure(
+                    lambda x: strategy.experimental_local_results(x)[0]
+                    if isinstance(x, tf.distribute.DistributedValues) else x,
+                    next(it),
+                )
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    trainer.reduce_per_replica = reduce_per_replica
+    model._maybe_symbolic_build = maybe_symbolic_build
+    try:
+        yield
+    finally:
+        trainer.reduce_per_replica = original_reduce
+        del model._maybe_symbolic_build

@@ -80,6 +80,24 @@ def test_backup_files_are_where_keras_writes_them(tmp_path):
     assert json.loads(open(metadata + ".bkp").read())["epoch"] == 1
 
 
+def test_fit_under_multi_worker_mends_what_keras_has_and_puts_it_back():
+    # The two workers of tests/test_training.py run the mends for real; this checks, in one
+    # process, that what they replace still exists, that fit runs through them, and that
+    # leaving the block restores Keras.
+    from keras.src.backend.tensorflow import trainer
+
+    original = trainer.reduce_per_replica
+    assert callable(trainer._collective_all_reduce_multi_worker) and callable(trainer._is_per_replica_instance)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    assert callable(model._maybe_symbolic_build) and callable(model._symbolic_build)
+    with _internals.fit_under_multi_worker(model):
+        assert trainer.reduce_per_replica is not original
+        history = model.fit(np.ones((4, 2), np.float32), np.ones((4, 1), np.float32), epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2
+    assert trainer.reduce_per_replica is original and "_maybe_symbolic_build" not in vars(model)
+
+
 def test_tf_log_filter_keeps_what_the_level_allows():
     from enet_keras import _tf_logs
 

@@ -172,28 +172,55 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_two_multiworker_workers_end_identical(tmp_path):
-    ports = [_free_port(), _free_port()]
+def _workers(run_dir, ports, faults=("", "")):
+    """Starts two workers of one multi-worker run on 127.0.0.1 and returns their outputs."""
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    run_dir = tmp_path / "run"
     processes = []
-    for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+    for index, fault in enumerate(faults):
+        env = dict(os.environ, ENET_KERAS_FAULT=fault,
+                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
         processes.append(subprocess.Popen(
-            _command(run_dir, *SMALL, "--stage", "encoder", "--encoder_epochs", "1", "--steps_per_epoch", "1",
-                     "--strategy", "multiworker"),
+            _command(run_dir, *SMALL, "--encoder_epochs", "0", "--decoder_epochs", "3", "--steps_per_epoch", "2",
+                     "--learning_rate", "0.01", "--strategy", "multiworker"),
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         ))
-    outputs = [p.communicate(timeout=600)[0] for p in processes]
-    for p, out in zip(processes, outputs):
-        assert p.returncode == 0, out[-3000:]
-    chief = keras.saving.load_model(run_dir / "encoder" / "last.keras")
-    worker = keras.saving.load_model(run_dir / "workers" / "worker_1" / "encoder" / "last.keras")
-    assert len(chief.weights) == len(worker.weights)
-    for a, b in zip(chief.weights, worker.weights):
+    return [(p.communicate(timeout=600)[0], p.returncode) for p in processes]
+
+
+@pytest.mark.slow
+def test_two_workers_validate_keep_the_best_model_and_resume_after_a_kill(tmp_path):
+    from enet_keras import data, evaluation
+
+    run_dir = tmp_path / "run"
+    ports = [_free_port(), _free_port()]
+    # Worker 1 dies after epoch 2's history row, before its backup: the chief has backed the
+    # epoch up but must not put its models in place, and both must train it again.
+    killed = _workers(run_dir, ports, faults=("", "epoch_recorded=1"))
+    assert killed[1][1] == 137 and killed[0][1] != 0, killed[0][0][-3000:]
+    assert "A worker was lost. Start every worker again" in killed[0][0]
+    chief_dir, worker_dir = run_dir / "decoder", run_dir / "workers" / "worker_1" / "decoder"
+    assert [int(r["epoch"]) for r in read_history(chief_dir / "history.csv")] == [0, 1]
+
+    resumed = _workers(run_dir, ports)
+    for out, code in resumed:
+        assert code == 0, out[-3000:]
+    assert "epoch 2 is trained again" in resumed[0][0]
+    chief_rows, worker_rows = read_history(chief_dir / "history.csv"), read_history(worker_dir / "history.csv")
+    assert [int(r["epoch"]) for r in chief_rows] == [0, 1, 2]
+    assert {"loss", "val_loss", "mean_iou", "val_mean_iou", "pixel_accuracy", "val_pixel_accuracy"} <= set(chief_rows[0])
+    for a, b in zip(chief_rows, worker_rows):  # every worker logs the global metrics
+        assert a == pytest.approx(b, rel=1e-5)
+    chief, worker = (keras.saving.load_model(d / "last.keras") for d in (chief_dir, worker_dir))
+    for a, b in zip(chief.weights, worker.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
-    assert len(read_history(run_dir / "encoder" / "history.csv")) == 1
+
+    # The logged val mIoU is the whole val split's, and best.keras is the best epoch's model.
+    val = data.get_source("synthetic", "val", num_examples=8, height=32, width=32)
+    scores = {name: evaluation.evaluate(str(chief_dir / f"{name}.keras"), val, verbose=0)["mean_iou"]
+              for name in ("best", "last")}
+    assert scores["last"] == pytest.approx(chief_rows[-1]["val_mean_iou"], abs=2e-3)
+    assert scores["best"] == pytest.approx(max(r["val_mean_iou"] for r in chief_rows), abs=2e-3)
+    assert (run_dir / "best.keras").read_bytes() == (chief_dir / "best.keras").read_bytes()
 
 
 def test_steps_come_from_the_source_count_not_the_pipeline(tmp_path):

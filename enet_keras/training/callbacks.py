@@ -94,6 +94,9 @@ class RunRecorder(keras.callbacks.Callback):
         monitor: str. Metric that picks the best model. Defaults to `"val_mean_iou"`.
         mode: str. `"max"` or `"min"`. Defaults to `"max"`.
         title: str. Title of the plot.
+        barrier: callable or None. Called before an epoch's models are put in place; under
+            multi-worker training it returns once every worker has backed the epoch up, and
+            raises if a worker was lost, so the models stay pending and the epoch is redone.
 
     Example:
 
@@ -102,8 +105,9 @@ class RunRecorder(keras.callbacks.Callback):
     ...              recorder.committer]  # doctest: +SKIP
     """
 
-    def __init__(self, run_dir, monitor="val_mean_iou", mode="max", title=""):
+    def __init__(self, run_dir, monitor="val_mean_iou", mode="max", title="", barrier=None):
         super().__init__()
+        self.barrier = barrier
         self.run_dir = run_dir
         self.monitor = monitor
         self.mode = mode
@@ -182,6 +186,8 @@ class RunRecorder(keras.callbacks.Callback):
     def commit(self, epoch):
         """Puts the models of `epoch` in place; called once the epoch is backed up."""
         crash_point("epoch_backed_up", epoch)
+        if self.barrier is not None:
+            self.barrier()
         for path, final in self._pending().get(epoch, []):
             os.replace(path, os.path.join(self.run_dir, final))
         plot_curves(self.rows, os.path.join(self.run_dir, "curves.png"), self.title)

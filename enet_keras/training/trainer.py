@@ -12,7 +12,6 @@ import shutil
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from enet_keras import _internals, data
@@ -165,8 +164,8 @@ class TrainConfig:
         if self.stage == "encoder" and self.encoder_epochs == 0:
             raise ValueError("--stage encoder needs --encoder_epochs >= 1 (0 means: no encoder stage)")
         if self.mixed_precision and self.strategy == "multiworker":
-            raise ValueError("--mixed_precision does not work with --strategy multiworker: its training loop "
-                             "does not scale the loss for float16 (use --strategy mirrored on one machine)")
+            raise ValueError("--mixed_precision does not work with --strategy multiworker: float16 loss "
+                             "scaling across workers is untested here (use --strategy mirrored on one machine)")
         low, high = self.scale_range
         if not 0 < low <= high:
             raise ValueError(f"--scale_range must be LOW,HIGH with 0 < LOW <= HIGH. Received: {low},{high}")
@@ -331,6 +330,50 @@ def _epoch_of(metadata_path):
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return epoch if isinstance(epoch, int) else None
+
+
+def agree_on_backup(backup, strategy):
+    """Brings every worker's backup to the same epoch before a multi-worker run resumes.
+
+    Workers train in lock step, but each saves its own backup after the epoch's last
+    all-reduce, so a worker killed at that moment is one epoch behind the others. The ones
+    ahead go back to their previous epoch's copy (kept by `double_checkpoint`), and that epoch
+    is trained again by all. Every worker must call this, in the same order.
+
+    Args:
+        backup: `keras.callbacks.BackupAndRestore` of this worker, before `fit`.
+        strategy: `tf.distribute.MultiWorkerMirroredStrategy`.
+
+    Returns:
+        None if this worker's backup was kept, else a sentence saying what was done.
+
+    Raises:
+        ValueError: if the backups are further apart than one epoch (not one run's folders).
+    """
+    weights, metadata = _internals.backup_files(backup)
+    mine = _epoch_of(metadata) if os.path.exists(weights) else None
+    mine = 0 if mine is None else mine  # epochs this worker finished
+    lowest = _lowest(strategy, mine)
+    if mine == lowest:
+        return None
+    if mine - lowest == 1 and lowest == 0:
+        shutil.rmtree(backup.backup_dir)
+        return "another worker had not finished the first epoch; this worker starts the stage again with it"
+    if mine - lowest == 1 and _epoch_of(metadata + ".bkp") == lowest and os.path.exists(weights + ".bkp"):
+        for path in (weights, metadata):
+            with open(path + ".bkp", "rb") as f:
+                atomic_write_bytes(path, f.read())
+        return f"another worker had finished {lowest} epochs, this one {mine}: epoch {mine} is trained again"
+    raise ValueError(
+        f"{backup.backup_dir} holds {mine} finished epochs and another worker's backup {lowest}: "
+        "the workers' run folders are not from one run. Give every worker the same --run_dir of one run"
+    )
+
+
+def _lowest(strategy, value):
+    """The smallest of `value` over all workers (a collective: every worker calls it)."""
+    per_replica = strategy.run(lambda: tf.constant([value], tf.int64))
+    return int(tf.reduce_min(strategy.gather(per_replica, axis=0)))
 
 
 def _stage_dir(run_dir, stage):
@@ -513,69 +556,29 @@ def _train_stage(config, stage, strategy, train_source, val_source, stage_dir, i
         # created variables (about 20 s more at each stage's start for ENet on 2 cores).
         model.optimizer.build(model.trainable_variables)
     multiworker = config.strategy == "multiworker"
-    recorder = RunRecorder(
-        stage_dir, monitor="loss" if multiworker else "val_mean_iou", mode="min" if multiworker else "max",
-        title=f"ENet {stage} stage on {config.dataset}",
-    )
-    if multiworker:
-        # Keras 3's model.fit cannot run under MultiWorkerMirroredStrategy
-        # (keras-team/keras#20585); a strategy.run loop does the same work.
-        _fit_multiworker(model, strategy, train_ds, val_ds, epochs, steps, recorder, config.verbose)
-    else:
-        # An epoch is done once BackupAndRestore has saved it: the recorder writes the epoch's
-        # files before that and puts its models in place after (see RunRecorder).
-        backup = keras.callbacks.BackupAndRestore(os.path.join(stage_dir, "backup"), double_checkpoint=True)
-        repaired = repair_backup(backup)
-        if repaired:
-            print(f"Note: {repaired}.", flush=True)
-        callbacks = [
-            recorder,
-            backup,
-            recorder.committer,
-            keras.callbacks.TensorBoard(os.path.join(stage_dir, "logs")),
-        ]
-        model.fit(
-            train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=config.steps_per_epoch,
-            validation_steps=config.validation_steps, validation_freq=config.validation_freq,
-            callbacks=callbacks, verbose=config.verbose, shuffle=False,  # the pipeline shuffles
-        )
+    # An epoch is done once BackupAndRestore has saved it: the recorder writes the epoch's files
+    # before that and puts its models in place after (see RunRecorder); with several workers,
+    # only once every worker has saved it.
+    recorder = RunRecorder(stage_dir, title=f"ENet {stage} stage on {config.dataset}",
+                           barrier=(lambda: _lowest(strategy, 0)) if multiworker else None)
+    backup = keras.callbacks.BackupAndRestore(os.path.join(stage_dir, "backup"), double_checkpoint=True)
+    for note in (repair_backup(backup), multiworker and agree_on_backup(backup, strategy)):
+        if note:
+            print(f"Note: {note}.", flush=True)
+    callbacks = [recorder, backup, recorder.committer, keras.callbacks.TensorBoard(os.path.join(stage_dir, "logs"))]
+    # Keras 3's model.fit needs two mends under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+    with _internals.fit_under_multi_worker(model) if multiworker else contextlib.nullcontext():
+        try:
+            model.fit(
+                train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=config.steps_per_epoch,
+                validation_steps=config.validation_steps, validation_freq=config.validation_freq,
+                callbacks=callbacks, verbose=config.verbose, shuffle=False,  # the pipeline shuffles
+            )
+        except (tf.errors.UnavailableError, tf.errors.AbortedError):
+            if multiworker:
+                print("A worker was lost. Start every worker again with the same command: the run resumes "
+                      "from the last epoch that all of them finished.", flush=True)
+            raise
     crash_point("stage_trained", stage)
     atomic_write_json(os.path.join(stage_dir, "done.json"), {"epochs": epochs, "finished": time.time()})
     crash_point("stage_done", stage)
-
-
-def _fit_multiworker(model, strategy, train_ds, val_ds, epochs, steps, recorder, verbose):
-    """A `strategy.run` training loop: gradients all-reduced by the optimizer, batch norm
-    synchronised, so all workers end with identical weights. Logs the training loss."""
-    loss_fn = model.loss
-    optimizer = model.optimizer
-    distributed = strategy.experimental_distribute_dataset(train_ds)
-
-    @tf.function
-    def train_step(images, labels):
-        def step(images, labels):
-            with tf.GradientTape() as tape:
-                logits = model(images, training=True)
-                loss = loss_fn(labels, logits) + tf.add_n(model.losses) if model.losses else loss_fn(labels, logits)
-                scaled = loss / strategy.num_replicas_in_sync
-            grads = tape.gradient(scaled, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return scaled
-
-        per_replica = strategy.run(step, args=(images, labels))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-
-    recorder.set_model(model)
-    recorder.on_train_begin()
-    for epoch in range(epochs):
-        recorder.on_epoch_begin(epoch)
-        losses = []
-        for index, (images, labels) in enumerate(distributed):
-            if steps and index >= steps:
-                break
-            losses.append(float(train_step(images, labels)))
-        logs = {"loss": float(np.mean(losses))}
-        if verbose:
-            print(f"Epoch {epoch + 1}/{epochs} - loss: {logs['loss']:.4f}", flush=True)
-        recorder.on_epoch_end(epoch, logs)
-        recorder.commit(epoch)
