@@ -89,10 +89,9 @@ def main(argv=None):
                         help="Comma-separated int8 rows besides fp32, from prelu,maximum,sum,depthwise,leaky,relu "
                              "(default: all)")
     parser.add_argument("--no_amx", action="store_true",
-                        help="Keep XNNPACK off Intel AMX (tflite/enet_tflite.py's disable_amx) (default: off)")
+                        help="Keep XNNPACK off Intel AMX (enet_tflite.disable_amx) (default: off)")
     args = parser.parse_args(argv)
     if args.no_amx:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tflite"))
         from enet_tflite import disable_amx
 
         disable_amx()

@@ -10,6 +10,8 @@ import shutil
 import tempfile
 import time
 
+from enet_tflite.files import atomic_file
+
 
 def resolve_output(path, flag):
     """The absolute, symlink-free path of an output, checked to be a path at all.
@@ -119,7 +121,8 @@ def make_folder(path):
 
 
 def atomic_write_bytes(path, data):
-    """Writes `data` to `path` through a temporary file in the same folder, then renames it.
+    """Writes `data` to `path` through a temporary file in the same folder, flushed to disk,
+    then renamed (`enet_tflite.atomic_file`, the runtime's writer: one implementation).
 
     Args:
         path: str or PathLike. Destination; its folder is created if missing.
@@ -128,26 +131,35 @@ def atomic_write_bytes(path, data):
     Raises:
         OSError: naming `path`, if it cannot be written (a full disk, a read-only folder, ...).
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    make_folder(folder)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    except OSError as e:
-        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write(tmp):
+        with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        _normal_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        if isinstance(e, OSError) and not isinstance(e, InUseError):
-            raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
-        raise
+
+    atomic_save(path, write)
+
+
+def atomic_save(path, save, suffix=""):
+    """Calls `save(temporary_path)`, then puts the file in place whole: the temporary sits in
+    the folder of `path` (created if missing) and is flushed to disk and renamed.
+
+    Args:
+        path: str or PathLike. Destination.
+        save: function of one path that writes the file, e.g. `model.save`.
+        suffix: str. The temporary's extension, for writers that check it (`".keras"`).
+            Defaults to "".
+
+    Raises:
+        OSError: naming `path`, if it cannot be written (a full disk, a read-only folder, ...).
+    """
+    path = os.fspath(path)
+    make_folder(os.path.dirname(os.path.abspath(path)))
+    try:
+        with atomic_file(path, suffix) as tmp:
+            save(tmp)
+    except OSError as e:
+        if isinstance(e, InUseError):
+            raise
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
 
 
 def atomic_write_json(path, obj):
@@ -155,11 +167,11 @@ def atomic_write_json(path, obj):
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
-def _normal_mode(path, directory=False):
-    """The mode a plain open() or mkdir() would give (mkstemp and mkdtemp make them private)."""
+def _normal_mode(path):
+    """The mode a plain mkdir() would give a folder (mkdtemp makes it private)."""
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(path, (0o777 if directory else 0o666) & ~umask)
+    os.chmod(path, 0o777 & ~umask)
 
 
 @contextlib.contextmanager
@@ -210,7 +222,7 @@ def _swap_in(path):
         raise OSError(e.errno, f"cannot write in {parent}: {e.strerror or e}") from None
     try:
         yield tmp
-        _normal_mode(tmp, directory=True)
+        _normal_mode(tmp)
         if os.path.exists(path):
             old = tempfile.mkdtemp(dir=parent, prefix=f".{name}.", suffix=".old")
             os.rmdir(old)
@@ -227,7 +239,7 @@ def _swap_in(path):
 def remove_stale_temporaries(folder, names=None):
     """Deletes what a killed write left in `folder`: the hidden `.<name>.*.tmp` files and
     folders of `atomic_write_bytes` and `atomic_directory`, their `.old` folders, and the
-    `.<name>.tmp.keras` files of model saves. Call it only where no other process is writing
+    `.<name>.*.tmp.keras` files of model saves. Call it only where no other process is writing
     the same names: hold the folder's lock (`exclusive`).
 
     Args:

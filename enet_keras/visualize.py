@@ -2,41 +2,15 @@
 and confusion-matrix plots (matplotlib figures drawn with Agg: no display needed)."""
 
 import io
-import json
 import os
 
 import numpy as np
 
+from enet_tflite.palettes import default_palette, read_palette  # the runtime's: one VOC map, one reader
+
 from enet_keras.files import atomic_write_bytes
 
 PALETTE_NAMES = ("camvid", "cityscapes", "default")
-
-
-def default_palette(num_classes=256):
-    """The PASCAL VOC colour map: distinct, deterministic colours for any number of classes.
-
-    Args:
-        num_classes: int. Number of colours. Defaults to 256.
-
-    Returns:
-        A list of (r, g, b) tuples.
-
-    Example:
-
-    >>> default_palette(3)
-    [(0, 0, 0), (128, 0, 0), (0, 128, 0)]
-    """
-    palette = []
-    for index in range(num_classes):
-        r = g = b = 0
-        c = index
-        for shift in range(7, -1, -1):
-            r |= ((c >> 0) & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        palette.append((r, g, b))
-    return palette
 
 
 def get_palette(name_or_path, num_classes=None):
@@ -44,9 +18,10 @@ def get_palette(name_or_path, num_classes=None):
 
     Args:
         name_or_path: str. `"camvid"` (11 classes), `"cityscapes"` (19), `"default"` (the VOC
-            colour map, `num_classes` colours named `class 0` ...), or the path of a JSON file:
+            colour map, `num_classes` colours named `class 0` ...), or the path of a palette file:
             either a list of [r, g, b], or `{"palette": [[r, g, b], ...], "class_names": [...]}`
-            (the `palette.json` that `tools/export.py` writes).
+            (the `palette.json` that `tools/export.py` writes), or text lines `r g b [name]`
+            (`enet_tflite.parse_palette`).
         num_classes: int or None. Number of classes needed; an error if the palette has fewer.
             Required for `"default"`. Defaults to None.
 
@@ -90,28 +65,10 @@ def _read_palette_file(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(
-            f"No palette file at {path}: expected one of {PALETTE_NAMES} or the path of a JSON palette"
+            f"No palette file at {path}: expected one of {PALETTE_NAMES} or the path of a palette file"
         )
-    try:
-        with open(path) as f:
-            content = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"The palette file {path} is not valid JSON: {error}") from error
-    palette = content.get("palette") if isinstance(content, dict) else content
-    if not isinstance(palette, list) or not all(
-        isinstance(c, (list, tuple)) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
-        for c in palette
-    ):
-        raise ValueError(
-            f"The palette file {path} must hold a list of [r, g, b] (0..255) or "
-            '{"palette": [[r, g, b], ...], "class_names": [...]}'
-        )
-    names = content.get("class_names") if isinstance(content, dict) else None
-    if names is None:
-        names = [f"class {i}" for i in range(len(palette))]
-    elif len(names) != len(palette):
-        raise ValueError(f"The palette file {path} has {len(palette)} colours but {len(names)} class_names")
-    return palette, names
+    palette, names = read_palette(path)
+    return palette, names or [f"class {i}" for i in range(len(palette))]
 
 
 def colorize(class_ids, palette):

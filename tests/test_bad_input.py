@@ -1,7 +1,7 @@
 """Bad input to every tool, as a new user would give it: each case must end with one line
 `error: ...` that names the flag or file at fault, exit status 2, and write nothing.
 
-The device runtime (tflite/enet_tflite.py) has its own bad-input cases in test_tflite_runtime.py.
+The device runtime (tflite/enet_tflite) has its own bad-input cases in test_tflite_runtime.py.
 """
 
 import importlib.util

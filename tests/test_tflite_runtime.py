@@ -1,4 +1,4 @@
-"""tflite/enet_tflite.py: the LiteRT-only runtime (numpy, Pillow, ai-edge-litert; no TensorFlow).
+"""tflite/enet_tflite: the LiteRT-only runtime (numpy, Pillow, ai-edge-litert; no TensorFlow).
 
 The runtime does not care which segmenter it runs, so these tests use a tiny two-convolution
 model with ENet's contract (float [0, 255] or uint8 pixels in, per-pixel logits out) exported by
@@ -21,9 +21,9 @@ from PIL import Image
 
 from enet_keras.export import tflite
 
+import enet_tflite
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tflite"))
-import enet_tflite  # noqa: E402
 
 HEIGHT, WIDTH, CLASSES = 32, 48, 3
 
@@ -157,7 +157,6 @@ def test_default_palette_is_distinct():
 def test_runtime_never_imports_tensorflow(models, tmp_path):
     script = textwrap.dedent(f"""
         import sys
-        sys.path.insert(0, {str(ROOT / 'tflite')!r})
         import numpy as np
         import enet_tflite
         for path in ({models['fp32']!r}, {models['int8']!r}):
@@ -180,7 +179,6 @@ def test_no_amx_refuses_only_the_amx_request_and_keeps_the_class_map(models, ima
     np.save(tmp_path / "image.npy", image)
     script = textwrap.dedent(f"""
         import ctypes, errno, sys
-        sys.path.insert(0, {str(ROOT / 'tflite')!r})
         import numpy as np
         import enet_tflite
         if sys.argv[1] == "off":
@@ -206,9 +204,9 @@ def test_no_amx_refuses_only_the_amx_request_and_keeps_the_class_map(models, ima
     assert default.shape == off.shape == (HEIGHT, WIDTH)
     assert np.mean(default == off) >= 0.999  # VNNI and AMX kernels: the same integer arithmetic
 
-    command = [sys.executable, str(ROOT / "tflite" / "enet_tflite.py"), models["int8"], "--benchmark", "--runs", "1",
-               "--no_amx"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    # As a user on a device runs it: from the tflite/ folder, with nothing installed but its three packages.
+    command = [sys.executable, "-m", "enet_tflite", models["int8"], "--benchmark", "--runs", "1", "--no_amx"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT / "tflite")
     assert result.returncode == 0, result.stderr[-2000:]
     header, _, row = result.stdout.strip().splitlines()[-3:]
     cells = {key.strip(): value.strip() for key, value in zip(header.split(" | "), row.split(" | "))}
@@ -216,9 +214,12 @@ def test_no_amx_refuses_only_the_amx_request_and_keeps_the_class_map(models, ima
 
 
 def test_runtime_files_list_only_the_three_dependencies():
-    source = (ROOT / "tflite" / "enet_tflite.py").read_text()
-    for module in ("tensorflow", "keras", "enet_keras"):
-        assert f"import {module}" not in source and f"from {module}" not in source
+    files = sorted((ROOT / "tflite" / "enet_tflite").glob("*.py"))
+    assert {f.name for f in files} >= {"__init__.py", "__main__.py", "segmenter.py"}
+    for path in files:
+        source = path.read_text()
+        for module in ("tensorflow", "keras", "enet_keras"):
+            assert f"import {module}" not in source and f"from {module}" not in source, (path.name, module)
     requirements = (ROOT / "tflite" / "requirements.txt").read_text().split()
     assert [r.split(">")[0].split("=")[0].lower() for r in requirements] == ["numpy", "pillow", "ai-edge-litert"]
 
@@ -316,7 +317,7 @@ def test_cli_usage_errors_are_one_line(models, capsys):
 
 def test_cli_script_exits_2_with_one_line_and_debug_shows_the_traceback(models, bad_files):
     # The image is checked before the model loads, so LiteRT's own INFO line does not precede ours.
-    script = [sys.executable, str(ROOT / "tflite" / "enet_tflite.py"), models["fp32"], str(bad_files / "truncated.png")]
+    script = [sys.executable, "-m", "enet_tflite", models["fp32"], str(bad_files / "truncated.png")]
     before = _listing(bad_files)
     result = subprocess.run(script, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stdout == "", result.stderr[-2000:]
@@ -390,8 +391,9 @@ def test_save_png_gives_the_usual_file_mode(tmp_path, umask):
 
 def test_save_png_writes_whole_or_not_at_all(tmp_path):
     class Failing:
-        def save(self, f, format):
-            f.write(b"\x89PNG half")
+        def save(self, fp, format):  # PIL takes a path or a file; a path is what it gets
+            with open(fp, "wb") as f:
+                f.write(b"\x89PNG half")
             raise OSError("disk full")
 
     path = tmp_path / "out.png"

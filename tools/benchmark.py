@@ -64,7 +64,7 @@ def build_parser():
     parser.add_argument("--num_calibration_images", type=int, default=8,
                         help="Random images calibrating int8 (enough for latency, not accuracy). (default: 8)")
     parser.add_argument("--no_amx", action="store_true",
-                        help="Keep XNNPACK (and oneDNN) off Intel AMX, with tflite/enet_tflite.py's disable_amx: "
+                        help="Keep XNNPACK (and oneDNN) off Intel AMX, with enet_tflite.disable_amx: "
                              "int8 runs faster on Sapphire Rapids and later. (default: off)")
     parser.add_argument("--output_dir", default=None,
                         help="Folder for benchmark.md, benchmark.csv and benchmark_config.json. "
@@ -97,7 +97,6 @@ def main(argv=None):
 
     if args.no_amx:
         # Before anything asks for AMX; the LiteRT-only runtime holds the one implementation.
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tflite"))
         from enet_tflite import disable_amx
 
         disable_amx()

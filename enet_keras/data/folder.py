@@ -1,9 +1,10 @@
 """Any dataset laid out as `<data_dir>/<split>/images/` and `<data_dir>/<split>/masks/`."""
 
-import json
 import os
 
 import tensorflow as tf
+
+from enet_tflite.palettes import default_palette, parse_palette
 
 from enet_keras.data import image_files
 from enet_keras.data.source import SPLITS, Source, int_option
@@ -13,14 +14,9 @@ _LAYOUT = ("<split>/images/ (RGB .png/.jpg/.jpeg/.bmp) and <split>/masks/ (.png,
 
 
 def read_palette_file(path):
-    """Reads a palette file: the colour of class id i on entry i.
-
-    Two formats: JSON, either a list of `[r, g, b]` or `{"palette": [[r, g, b], ...],
-    "class_names": [...]}`; or text, one class per line as `r g b` or `r,g,b`, optionally
-    followed by the class name (blank lines and `#` comments skipped).
-
-    Args:
-        path: str. The file.
+    """Reads a palette file (JSON or text, `enet_tflite.parse_palette`) through `tf.io.gfile`:
+    the colour of class id i on entry i. Colour masks map a colour to a class, so no two classes
+    may share one.
 
     Returns:
         `(palette, class_names)`: a tuple of (r, g, b) tuples, and a tuple of names or None.
@@ -39,58 +35,12 @@ def read_palette_file(path):
     try:
         with tf.io.gfile.GFile(path, "r") as f:
             text = f.read()
-    except tf.errors.OpError as e:
+    except (tf.errors.OpError, UnicodeDecodeError) as e:
         raise ValueError(f"cannot read palette_file {path}: {e}") from None
-    names = None
-    if text.lstrip().startswith(("[", "{")):
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"palette_file {path} is not valid JSON: {e}") from None
-        if isinstance(obj, dict):
-            names = obj.get("class_names")
-            obj = obj.get("palette")
-        entries = obj if isinstance(obj, list) else [obj]
-    else:
-        entries, names = [], []
-        for line in text.splitlines():
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            parts = line.replace(",", " ").split(None, 3)
-            entries.append(parts[:3])
-            names.append(parts[3].strip() if len(parts) > 3 else None)
-        names = None if not entries or any(n is None for n in names) else names
-    palette = []
-    for i, entry in enumerate(entries):
-        try:
-            rgb = tuple(int(v) for v in entry)
-        except (TypeError, ValueError):
-            rgb = ()
-        if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
-            raise ValueError(f"palette_file {path}: entry {i} must be r, g, b in 0..255. "
-                             f"Received: {entry!r}")
-        palette.append(rgb)
-    if not palette:
-        raise ValueError(f"palette_file {path} holds no colours")
+    palette, names = parse_palette(text, f"palette_file {path}")
     if len(set(palette)) != len(palette):
         raise ValueError(f"palette_file {path} gives one colour to two classes")
-    return tuple(palette), None if names is None else tuple(str(n) for n in names)
-
-
-def default_palette(n):
-    """The PASCAL VOC colour map: n distinct colours (bit-interleaved class ids)."""
-    palette = []
-    for i in range(n):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette.append((r, g, b))
-    return tuple(palette)
+    return tuple(palette), None if names is None else tuple(names)
 
 
 def folder_source(split, data_dir=None, num_classes=None, ignore_label=255, palette_file=None,

@@ -21,6 +21,7 @@ import uuid
 import tensorflow as tf
 
 from enet_keras.data import image_files
+from enet_keras.files import atomic_write_bytes
 from enet_keras.data.source import SPLITS, Source
 
 METADATA_FILE = "metadata.json"
@@ -40,11 +41,15 @@ def shard_name(split, index, num_shards):
 
 def _tmp_path(path):
     head, tail = os.path.split(path)
-    return os.path.join(head, f".tmp-{uuid.uuid4().hex[:8]}-{tail}")
+    return os.path.join(head, f".{tail}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 def write_text_atomic(path, text):
-    """Writes `text` to `path` (any `tf.io.gfile` path) whole or not at all."""
+    """Writes `text` to `path` (any `tf.io.gfile` path) whole or not at all: a local file
+    through `files.atomic_write_bytes` (flushed to disk), a remote one by a gfile rename."""
+    if "://" not in path:
+        atomic_write_bytes(path, text.encode())
+        return
     tmp = _tmp_path(path)
     with tf.io.gfile.GFile(tmp, "w") as f:
         f.write(text)
@@ -125,6 +130,8 @@ def write_tfrecords(source, out_dir, num_shards=4, progress=True, config=None):
     if source.num_examples is not None:
         num_shards = max(1, min(num_shards, source.num_examples))
     names = [shard_name(source.split, k, num_shards) for k in range(num_shards)]
+    for stale in tf.io.gfile.glob(os.path.join(out_dir, f".{source.split}-*.tmp")):  # left by a killed write
+        tf.io.gfile.remove(stale)
     paths = [os.path.join(out_dir, n) for n in names]
     tmps = [_tmp_path(p) for p in paths]
 

@@ -1,6 +1,5 @@
 """Callbacks that keep a run directory whole across crashes: history, curves, last and best."""
 
-import contextlib
 import csv
 import io
 import math
@@ -10,20 +9,13 @@ import re
 import keras
 
 from enet_keras.faults import crash_point
-from enet_keras.files import atomic_write_bytes, remove_stale_temporaries
+from enet_keras.files import atomic_save, atomic_write_bytes, remove_stale_temporaries
 
 
 def save_model_atomic(model, path):
-    """`model.save(path)` through a temporary `.keras` file in the same folder, then a rename."""
-    path = os.fspath(path)
-    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except OSError as e:  # a full disk, a read-only folder: name the model that was not written
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
+    """`model.save(path)` through a temporary `.keras` file in the same folder, flushed to disk
+    and renamed (`enet_keras.files.atomic_save`)."""
+    atomic_save(path, model.save, suffix=".keras")
 
 
 def read_history(path):
