@@ -94,7 +94,7 @@ def main(argv=None):
     model = keras.saving.load_model(args.model, compile=False)
     train = data.get_source(args.dataset, "train", args.data_dir)
     val = data.get_source(args.dataset, "val", args.data_dir)
-    images = tflite.calibration_images(train, height, width, args.calibration_images)
+    images = data.calibration_images(train, height, width, args.calibration_images)
     with contextlib.redirect_stdout(sys.stderr):  # calibration's progress bars; stdout is the table
         flatbuffers = calibrated_variants(model, images, height, width, variants)
     with tempfile.TemporaryDirectory() as folder:

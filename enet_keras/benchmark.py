@@ -33,7 +33,6 @@ exactly what evaluation and prediction run.
 import collections
 import csv
 import io
-import json
 import math
 import os
 import pathlib
@@ -44,14 +43,16 @@ import tempfile
 import time
 
 import numpy as np
-import keras
 import tensorflow as tf
 
-from enet_keras import _internals
+from enet_keras import _internals, runtimes
+from enet_keras.export.formats import FORMATS as REGISTRY
+from enet_keras.export.formats import ExportSettings, check_formats, export_all
 from enet_keras.files import disk_size
 from enet_keras.model import check_memory, check_size
 
-FORMATS = ("keras", "keras_xla", "savedmodel", "tflite_fp32", "tflite_fp16", "tflite_int8", "onnx")
+# Every registered format this machine can run (TF-TRT needs TensorFlow built with TensorRT).
+FORMATS = tuple(name for name in REGISTRY if name != "tftrt")
 COLUMNS = (
     "device", "runtime", "format", "precision", "resolution", "threads", "batch", "size_mb",
     "median_ms", "min_ms", "max_ms", "runs", "warmup", "gflops", "gflops_per_s",
@@ -167,15 +168,6 @@ def time_ms(fn, runs, warmup):
     return statistics.median(times), min(times), max(times)
 
 
-def _version(distribution):
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return "?"
-
-
 def xnnpack_delegation(path, threads=1):
     """How much of a `.tflite` model LiteRT's default XNNPACK delegate takes.
 
@@ -285,14 +277,9 @@ def benchmark(
     >>> rows[0]["format"], rows[0]["resolution"]
     ('keras', '64x64')
     """
-    from enet_keras import runtimes
-    from enet_keras.export.formats import export_all
     from enet_keras.rewrite import fold_batch_norm
 
-    formats = list(dict.fromkeys(formats))
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise ValueError(f"formats must be names from {FORMATS}. Received: formats={formats!r}")
+    formats = check_formats(formats, FORMATS)
     threads = [int(t) for t in threads]
     if not threads or any(t < 1 for t in threads):
         raise ValueError(f"threads must be integers >= 1. Received: threads={threads!r}")
@@ -309,96 +296,81 @@ def benchmark(
     try:
         folded = fold_batch_norm(model)
         device, tf_threads = device_name(), tensorflow_threads()
-        runtime_names = {
-            "keras": f"TensorFlow {tf.__version__} / Keras {keras.__version__}",
-            "savedmodel": f"TensorFlow {tf.__version__} SavedModel",
-            "tflite": f"LiteRT {_version('ai-edge-litert')}",
-            "onnx": f"ONNX Runtime {_version('onnxruntime')} CPU",
-        }
-        runtime_names["keras_xla"] = runtime_names["keras"] + " XLA"
-        notes = {"keras": "tf.function, BN folded", "keras_xla": "tf.function, BN folded",
-                 "savedmodel": "uint8 in, pad+softmax+argmax", "tflite": "invoke() only", "onnx": ""}
-        keras_size = math.nan
-        if "keras" in formats or "keras_xla" in formats:
-            folded.save(work / "enet_folded.keras")
-            keras_size = disk_size(work / "enet_folded.keras") / 1e6
-        keras_predictors = {}
-        rows = []
+        models, rows = {}, []
         for height, width in sizes:
             resolution = f"{height}x{width}"
             gflops = count_flops(folded, height, width)
             image = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
-
-            def add(fmt, n_threads, size, make_predictor, delegation=None):
-                # The predictor is made, timed and asked for XNNPACK's share inside the try, so
-                # a model a runtime cannot load or run is a failed row, not a crash.
-                runtime = fmt.split("_")[0] if fmt.startswith("tflite_") else fmt
-                note = notes[runtime]
-                if fmt == "tflite_int8":
-                    note += f"; calibrated on {num_calibration_images} random images"
-                if verbose:
-                    print(f"{resolution} {fmt} {n_threads} threads ...", file=sys.stderr, flush=True)
-                try:
-                    median, fastest, slowest = time_ms(make_predictor().runner(image), runs, warmup)
-                    delegation = delegation() if delegation else None
-                except Exception as error:  # noqa: BLE001 - a failing runtime is a row, not a crash
-                    median = fastest = slowest = math.nan
-                    delegation = None
-                    note = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
-                row = {
-                    "device": device, "runtime": runtime_names[runtime], "format": fmt,
-                    "precision": fmt.split("_")[1] if fmt.startswith("tflite_") else "fp32",
-                    "resolution": resolution, "threads": n_threads, "batch": 1, "size_mb": size,
-                    "median_ms": median, "min_ms": fastest, "max_ms": slowest, "runs": runs,
-                    "warmup": warmup, "gflops": gflops, "gflops_per_s": gflops / (median / 1000), "note": note,
-                }
-                if delegation:
-                    row.update({k: delegation[k] for k in ("delegated_nodes", "total_nodes", "partitions")})
-                    row["xnnpack"] = f"{row['delegated_nodes']}/{row['total_nodes']} ({row['partitions']})"
-                if command is not None:
-                    row["command"] = command
-                rows.append(row)
-
-            for fmt in formats:
-                if fmt in ("keras", "keras_xla"):
-                    if fmt not in keras_predictors:  # one tf.function per format, traced per size
-                        keras_predictors[fmt] = runtimes.KerasPredictor(folded, jit_compile=fmt == "keras_xla")
-                    add(fmt, tf_threads, keras_size, lambda fmt=fmt: keras_predictors[fmt])
-                    continue
-                # Every other format is an export, written by the export registry.
-                folder = work / ("savedmodel" if fmt == "savedmodel" else f"{fmt}_{resolution}")
-                try:
-                    if not folder.exists():  # the SavedModel takes any size: exported once
-                        rng = np.random.default_rng(1)
-                        calibration = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-                                       for _ in range(num_calibration_images)] if fmt == "tflite_int8" else None
-                        export_all(folded, folder, [fmt], height, width, calibration_images=calibration,
-                                   num_calibration_images=num_calibration_images, verbose=0)
-                    (written,) = json.loads((folder / "export_summary.json").read_text())["files"]
-                except Exception as error:  # noqa: BLE001
-                    for n in threads if fmt != "savedmodel" else [tf_threads]:
-                        add(fmt, n, math.nan, _raiser(error))
-                    continue
-                path, size = written["path"], written["size_MB"]
-                if fmt == "savedmodel":
-                    add(fmt, tf_threads, size, lambda path=path: runtimes.SavedModelPredictor(path))
-                for n in threads if fmt != "savedmodel" else []:
-                    if fmt.startswith("tflite_"):
-                        add(fmt, n, size, lambda path=path, n=n: runtimes.TFLitePredictor(path, n),
-                            lambda path=path, n=n: xnnpack_delegation(path, n))
-                    else:
-                        add(fmt, n, size, lambda path=path, n=n: runtimes.OnnxPredictor(path, n))
+            for name in formats:
+                fmt = REGISTRY[name]
+                cls = getattr(runtimes, fmt.predictor)
+                key = (name, resolution if fmt.fixed_size else None)
+                if key not in models:  # a model of any size is written (and its tf.function kept) once
+                    try:
+                        models[key] = (_model_for(fmt, folded, work / f"{name}_{resolution}", height, width,
+                                                  num_calibration_images), None)
+                    except Exception as error:  # noqa: BLE001 - a failing export is a row, not a crash
+                        models[key] = ((None, math.nan), error)
+                (source, size), failure = models[key]
+                note = fmt.note + (f"; calibrated on {num_calibration_images} random images"
+                                   if fmt.calibrated(ExportSettings()) else "")
+                for n in threads if cls.takes_threads else [tf_threads]:
+                    if verbose:
+                        print(f"{resolution} {name} {n} threads ...", file=sys.stderr, flush=True)
+                    row = {
+                        "device": device, "runtime": cls.versions(**fmt.predictor_options), "format": name,
+                        "precision": fmt.precision, "resolution": resolution, "threads": n, "batch": 1,
+                        "size_mb": size, "runs": runs, "warmup": warmup, "gflops": gflops, "note": note,
+                        **_time(fmt, source, failure, n, image, runs, warmup),
+                    }
+                    row["gflops_per_s"] = gflops / (row["median_ms"] / 1000)
+                    if "partitions" in row:
+                        row["xnnpack"] = f"{row['delegated_nodes']}/{row['total_nodes']} ({row['partitions']})"
+                    if command is not None:
+                        row["command"] = command
+                    rows.append(row)
         return rows
     finally:
         if temporary is not None:
             temporary.cleanup()
 
 
-def _raiser(error):
-    def fn():
-        raise error
+def _model_for(fmt, folded, folder, height, width, num_calibration_images):
+    """What the benchmark runs for `fmt` and its size in MB: the folded model itself (its
+    `.keras` size), or the file the export registry writes into `folder`."""
+    if fmt.export is None:
+        path = folder.parent / "enet_folded.keras"
+        if not path.exists():
+            folded.save(path)
+        return folded, disk_size(path) / 1e6
+    calibration = None
+    if fmt.calibrated(ExportSettings()):
+        rng = np.random.default_rng(1)  # random images: enough for latency, not for accuracy
+        calibration = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(num_calibration_images)]
+    formats = [*fmt.requires, fmt.name]
+    summary = export_all(folded, folder, formats, height, width, calibration_images=calibration,
+                         num_calibration_images=num_calibration_images, verbose=0)
+    written = summary["files"][-1]
+    return written["path"], written["size_MB"]
 
-    return fn
+
+def _time(fmt, source, failure, threads, image, runs, warmup):
+    """Times and XNNPACK share of one row; a runtime that cannot load or run `source` gives
+    NaN times and the error in the note."""
+    try:
+        if failure is not None:
+            raise failure
+        predictor = runtimes.make_predictor(fmt, source, threads)
+        median, fastest, slowest = time_ms(predictor.runner(image), runs, warmup)
+        times = {"median_ms": median, "min_ms": fastest, "max_ms": slowest}
+        if isinstance(predictor, runtimes.TFLitePredictor):
+            delegation = xnnpack_delegation(source, threads)
+            times.update({k: delegation[k] for k in ("delegated_nodes", "total_nodes", "partitions")})
+        return times
+    except Exception as error:  # noqa: BLE001 - a failing runtime is a row, not a crash
+        message = str(error).splitlines()[0][:200] if str(error) else ""
+        return {"median_ms": math.nan, "min_ms": math.nan, "max_ms": math.nan,
+                "note": f"failed: {type(error).__name__}: {message}"}
 
 
 def _cell(value, key):

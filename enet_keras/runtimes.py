@@ -26,6 +26,14 @@ class Predictor:
     num_classes = None
     input_size = None
     runtime = None
+    # Whether the constructor takes `num_threads` (TensorFlow's runtimes use the process's threads).
+    takes_threads = False
+
+    @staticmethod
+    def versions(**options):
+        """The runtime and its version, as the benchmark names it (`options`: the
+        constructor's, from the format registry)."""
+        raise NotImplementedError
 
     def predict(self, images):
         """Class ids for a batch of images.
@@ -78,6 +86,15 @@ def _check_images(images, path):
     return images
 
 
+def _version(distribution):
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "?"
+
+
 def _pad_to_multiple_of_8(images):
     """`images` (B, H, W, C) zero-padded at the bottom and right to multiples of 8."""
     pad_h, pad_w = (-images.shape[1]) % 8, (-images.shape[2]) % 8
@@ -101,6 +118,13 @@ class KerasPredictor(Predictor):
     """
 
     runtime = "Keras"
+
+    @staticmethod
+    def versions(jit_compile=False, **options):
+        import keras
+        import tensorflow as tf
+
+        return f"TensorFlow {tf.__version__} / Keras {keras.__version__}" + (" XLA" if jit_compile else "")
 
     def __init__(self, path_or_model, jit_compile=False):
         import keras
@@ -152,6 +176,12 @@ class SavedModelPredictor(Predictor):
     """
 
     runtime = "SavedModel"
+
+    @staticmethod
+    def versions(**options):
+        import tensorflow as tf
+
+        return f"TensorFlow {tf.__version__} SavedModel"
 
     def __init__(self, path):
         import tensorflow as tf
@@ -207,6 +237,11 @@ class TFLitePredictor(Predictor):
     """
 
     runtime = "TFLite"
+    takes_threads = True
+
+    @staticmethod
+    def versions(**options):
+        return f"LiteRT {_version('ai-edge-litert')}"
 
     def __init__(self, path, num_threads=None):
         from ai_edge_litert.interpreter import Interpreter
@@ -259,6 +294,11 @@ class OnnxPredictor(Predictor):
     """
 
     runtime = "ONNX"
+    takes_threads = True
+
+    @staticmethod
+    def versions(**options):
+        return f"ONNX Runtime {_version('onnxruntime')} CPU"
 
     def __init__(self, path, num_threads=None):
         import onnxruntime
@@ -293,8 +333,31 @@ class OnnxPredictor(Predictor):
         return lambda: self.session.run(None, feed)
 
 
+def make_predictor(fmt, path_or_model, num_threads=None):
+    """The `Predictor` that runs format `fmt` (a name or an `export.formats.Format`).
+
+    Args:
+        fmt: str or `Format`. A name from `enet_keras.export.formats.FORMATS`.
+        path_or_model: str, the model file or folder; or a `keras.Model` for the Keras formats.
+        num_threads: int or None. Threads of runtimes that take a count (`takes_threads`);
+            the TensorFlow ones use the process's threads. Defaults to None.
+
+    Returns:
+        A `Predictor`.
+    """
+    from enet_keras.export.formats import FORMATS
+
+    fmt = FORMATS[fmt] if isinstance(fmt, str) else fmt
+    cls = globals()[fmt.predictor]
+    options = dict(fmt.predictor_options)
+    if cls.takes_threads:
+        options["num_threads"] = num_threads
+    return cls(path_or_model, **options)
+
+
 def load_predictor(model_path, num_threads=None):
-    """A `Predictor` for a model file or folder, chosen by its extension.
+    """A `Predictor` for a model file or folder, chosen by its suffix in the format registry
+    (`enet_keras.export.formats.format_of_path`).
 
     Args:
         model_path: str. A `.keras` file, a SavedModel folder (or TF-Serving model folder with
@@ -314,22 +377,10 @@ def load_predictor(model_path, num_threads=None):
     >>> predictor.predict(np.zeros((1, 64, 64, 3), np.uint8)).shape  # doctest: +SKIP
     (1, 64, 64)
     """
+    from enet_keras.export.formats import format_of_path
+
     path = os.fspath(model_path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"--model: no model file at {path} (expected a .keras, .tflite or .onnx file or a "
                                 "SavedModel folder)")
-    if os.path.isdir(path):
-        return SavedModelPredictor(path)
-    extension = os.path.splitext(path)[1].lower()
-    if extension == ".keras":
-        return KerasPredictor(path)
-    if extension == ".tflite":
-        return TFLitePredictor(path, num_threads)
-    if extension == ".onnx":
-        return OnnxPredictor(path, num_threads)
-    raise ValueError(
-        f"Cannot tell the runtime of {path}: expected a .keras, .tflite or .onnx file or a SavedModel "
-        f"folder. Received extension {extension!r}"
-    )
-
-
+    return make_predictor(format_of_path(path), path, num_threads)

@@ -147,7 +147,7 @@ def test_qat_round_trip_through_the_tool(tmp_path):
     assert inp["dtype"] == np.uint8 and out["dtype"] == np.int8
     scale, zero_point = out["quantization"]
     errors = []
-    for image in tflite.calibration_images(source, 64, 96, 2):
+    for image in data.calibration_images(source, 64, 96, 2):
         interpreter.set_tensor(inp["index"], image[None])
         interpreter.invoke()
         logits = (interpreter.get_tensor(out["index"])[0].astype("float32") - zero_point) * scale
@@ -160,13 +160,8 @@ def test_qat_round_trip_through_the_tool(tmp_path):
     assert np.mean(errors) < scale, (errors, scale)
 
     # The device runtime (no TensorFlow) runs it on uint8 pixels.
-    import sys
+    import enet_tflite
 
-    sys.path.insert(0, str(ROOT / "tflite"))
-    try:
-        import enet_tflite
-    finally:
-        sys.path.pop(0)
     segmenter = enet_tflite.Segmenter(str(output))
     classes_map = segmenter.predict(np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8))
     assert classes_map.shape == (64, 96) and classes_map.max() < classes

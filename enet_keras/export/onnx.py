@@ -14,7 +14,6 @@ Our max-unpooling is built from elementwise ops and reshapes (`Equal`, `Mul`, `C
 
 import os
 
-import numpy as np
 import tensorflow as tf
 
 from enet_keras.files import atomic_write_bytes

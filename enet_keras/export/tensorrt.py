@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from enet_keras import _internals
+from enet_keras.data.calibration import take_calibration_images
 
 from enet_keras.export.saved_model import is_saved_model
 from enet_keras.files import atomic_directory
@@ -101,7 +102,8 @@ def convert_tftrt(
         maximum_cached_engines=max(1, len(build_shapes or ())),
     )
     if precision == "INT8":
-        images = _limit(calibration_images, num_calibration_images)
+        images = take_calibration_images(calibration_images, num_calibration_images, "calibration_images",
+                                         dtype=np.uint8)
         converter.convert(calibration_input_fn=lambda: ((tf.constant(image[None]),) for image in images))
     else:
         converter.convert()
@@ -112,20 +114,3 @@ def convert_tftrt(
     with atomic_directory(output_dir, owned=is_saved_model, flag="TF-TRT folder") as tmp:
         converter.save(tmp)
     return os.fspath(output_dir)
-
-
-def _limit(images, limit):
-    kept = []
-    for image in images:
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-            raise ValueError(
-                f"calibration_images must be uint8 (H, W, 3) images. Received: shape {image.shape}, "
-                f"dtype {image.dtype}"
-            )
-        kept.append(image)
-        if len(kept) >= limit:
-            break
-    if not kept:
-        raise ValueError("calibration_images is empty: INT8 calibration needs at least one image")
-    return kept

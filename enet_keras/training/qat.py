@@ -380,7 +380,7 @@ def quantization_aware_training(model, dataset, output_path, data_dir=None, data
     ...                             data_dir="../shared/data/camvid")  # doctest: +SKIP
     """
     from enet_keras import data
-    from enet_keras.export.tflite import calibration_images
+    from enet_keras.data import calibration_images
     from enet_keras.files import atomic_write_bytes
     from enet_keras.training.trainer import training_steps
 
