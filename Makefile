@@ -10,6 +10,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[all]"
+	$(PY) -m pip install --quiet --no-deps "mediapipe>=1.2.3,<2"  # see the mediapipe extra in setup.cfg
 	touch $(STAMP)
 
 # The main job: train ENet on the embedded synthetic dataset (two stages), export it to TFLite

@@ -130,7 +130,7 @@ _TF_DATA_ERRORS = ("InvalidArgumentError", "DataLossError")
 EXTRAS = {
     "tf_keras": "qat", "tensorflow_model_optimization": "qat", "ai_edge_litert": "litert",
     "onnx": "onnx", "onnxruntime": "onnx", "tf2onnx": "onnx", "tensorflow_datasets": "tfds",
-    "tensorflow_serving": "serving", "cv2": "video",
+    "tensorflow_serving": "serving", "cv2": "video", "mediapipe": "mediapipe",
 }
 
 

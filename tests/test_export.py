@@ -18,15 +18,15 @@ import pytest
 import keras
 import tensorflow as tf
 
-from enet_keras import ENet, export, runtimes
+import enet_tflite
+from enet_keras import ENet, data, export, runtimes
 from enet_keras.export import saved_model, tflite
 from helpers import near_ties
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tflite"))
-import enet_tflite  # noqa: E402
 
 HEIGHT, WIDTH = 64, 96
+CLASSES = len(data.SYNTHETIC_CLASSES)  # the model takes the class names of the data it exports with
 
 
 def load_tool():
@@ -38,9 +38,10 @@ def load_tool():
 
 @pytest.fixture(scope="module")
 def model():
-    """ENet(3) with random PReLU slopes and a few batch-norm updates, so outputs are not trivial."""
+    """ENet of the synthetic data's classes with random PReLU slopes and a few batch-norm
+    updates, so outputs are not trivial."""
     keras.utils.set_random_seed(0)
-    model = ENet(num_classes=3)
+    model = ENet(num_classes=CLASSES)
     rng = np.random.default_rng(0)
     for layer in model.layers:
         if isinstance(layer, keras.layers.PReLU):
@@ -56,7 +57,7 @@ def images():
     from enet_keras import data
 
     source = data.get_source("synthetic", "val", num_examples=4, height=HEIGHT, width=WIDTH)
-    return np.stack(export.calibration_images(source, HEIGHT, WIDTH, 4))
+    return np.stack(data.calibration_images(source, HEIGHT, WIDTH, 4))
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +103,7 @@ def test_tool_writes_every_default_format_config_and_summary(exported):
                  "export_config.json", "export_summary.json", "palette.json"]:
         assert (folder / name).is_file(), name
     config = json.loads((folder / "export_config.json").read_text())
-    assert config["height"] == HEIGHT and config["num_classes"] == 3 and config["dataset"] == "synthetic"
+    assert config["height"] == HEIGHT and config["num_classes"] == CLASSES and config["dataset"] == "synthetic"
     assert all(f["size_MB"] > 0 for f in exported["summary"]["files"])
     assert "saved_model_cli show --dir" in exported["stdout"] and "enet_int8.tflite" in exported["stdout"]
     assert not [p for p in folder.rglob(".*")], "temporary files left behind"
@@ -161,7 +162,7 @@ def test_saved_model_pads_and_crops_sizes_not_multiple_of_8(model, serving_fn):
     image = np.random.default_rng(1).integers(0, 256, (1, 60, 70, 3), dtype=np.uint8)
     outputs = serving_fn(images=tf.constant(image))
     assert tuple(outputs["class_ids"].shape) == (1, 60, 70)
-    assert tuple(outputs["probabilities"].shape) == (1, 60, 70, 3)
+    assert tuple(outputs["probabilities"].shape) == (1, 60, 70, CLASSES)
     padded = np.pad(image, [(0, 0), (0, 4), (0, 2), (0, 0)])  # to 64x72, zeros bottom/right
     expected = tf.nn.softmax(keras_logits(model, padded)[:, :60, :70]).numpy()
     np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-5)
@@ -195,7 +196,7 @@ def test_warmup_file_holds_prediction_logs_of_training_images(exported):
     from enet_keras import data
 
     # The export calibrated on all 8 images; the warm-up requests are the first 3 of them.
-    expected = export.calibration_images(data.get_source("synthetic", "train", num_examples=8), HEIGHT, WIDTH, 8)[:3]
+    expected = data.calibration_images(data.get_source("synthetic", "train", num_examples=8), HEIGHT, WIDTH, 8)[:3]
     for log, image in zip(logs, expected):
         request = log.predict_log.request
         assert request.model_spec.name == "enet" and request.model_spec.signature_name == "serving_default"
@@ -271,19 +272,23 @@ def test_tflite_fp16_argmax_agrees_with_keras(model, images, exported):
     _, logits = run_tflite(exported["dir"] / "enet_fp16.tflite", images)
     expected = keras_logits(model, images)
     score = agreement(logits, expected)
-    # fp16 weights move logits by ~1e-3 of their scale: pixels closer to a tie than that may
-    # flip on another CPU, so the bar is taken on the others (the untrained model has many).
-    clear = clear_margin(expected, eps=1e-3 * np.abs(expected).max())
+    # The untrained model's logits are small (their largest is ~0.25), so fp16 weights move them
+    # by several percent of their scale: pixels closer to a tie than 1 % of it may flip, and the
+    # strict bar is taken on the others (~89 % of pixels with 8 classes).
+    clear = clear_margin(expected, eps=1e-2 * np.abs(expected).max())
     clear_score = agreement(logits[clear], expected[clear])
     print(f"fp16 argmax agreement with Keras: {score:.4f} (all pixels), {clear_score:.4f} (no near-ties)")
-    assert score >= 0.99 and clear_score >= 0.995
+    assert score >= 0.985 and clear_score >= 0.995
 
 
 @pytest.mark.slow
 def test_tflite_int8_runs_on_uint8_and_mostly_agrees(model, images, exported):
     segmenter, logits = run_tflite(exported["dir"] / "enet_int8.tflite", images)
     assert segmenter.input_dtype == np.uint8 and logits.dtype == np.int8
-    assert logits.shape == (4, HEIGHT, WIDTH, 3)
+    # Raw pixels in, though the synthetic calibration images do not reach 0 and 255: MediaPipe
+    # and other uint8 callers feed pixels as they are.
+    assert segmenter.input_quantization == (1.0, 0)
+    assert logits.shape == (4, HEIGHT, WIDTH, CLASSES)
     expected = keras_logits(model, images)
     scale, zero_point = segmenter.interpreter.get_output_details()[0]["quantization"]
     dequantized = (logits.astype(np.float32) - zero_point) * scale
@@ -301,13 +306,92 @@ def test_tflite_int8_runs_on_uint8_and_mostly_agrees(model, images, exported):
     assert correlation > 0.6 and clear.mean() > 0.05 and clear_score > 0.65
 
 
+def mediapipe_masks(path, images):
+    """MediaPipe Tasks' ImageSegmenter on `path`: its labels and a category mask per image."""
+    # make test installs mediapipe: a missing one is a broken install, not a skip.
+    import mediapipe
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    options = vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_path=str(path)),
+                                           output_category_mask=True, output_confidence_masks=False)
+    with vision.ImageSegmenter.create_from_options(options) as segmenter:
+        masks = [segmenter.segment(mediapipe.Image(image_format=mediapipe.ImageFormat.SRGB, data=image))
+                 for image in images]
+        return segmenter.labels, [np.squeeze(mask.category_mask.numpy_view(), -1) for mask in masks]
+
+
+@pytest.mark.slow
+def test_mediapipe_image_segmenter_loads_the_tflite_files_as_exported(images, exported):
+    from enet_keras.export.metadata import read_metadata
+
+    for precision in ("fp32", "int8"):
+        path = exported["dir"] / f"enet_{precision}.tflite"
+        metadata = read_metadata(path.read_bytes())
+        assert metadata["labels"] == list(data.SYNTHETIC_CLASSES)
+        assert (metadata["name"], metadata["version"], metadata["license"]) == ("enet", "1", "MIT")
+        labels, masks = mediapipe_masks(path, images)
+        assert labels == metadata["labels"]
+        if precision == "fp32":  # the untrained model's int8 argmax moves with any kernel change
+            segmenter = enet_tflite.Segmenter(path)
+            for image, mask in zip(images, masks):
+                assert np.mean(mask == segmenter.predict(image)) >= 0.99
+
+
+@pytest.mark.slow
+def test_mediapipe_int8_category_masks_agree_with_enet_tflite_on_the_camvid_weights(tmp_path):
+    from enet_keras.pretrained import CAMVID_CLASSES
+
+    # Trained weights: an int8 model whose argmax does not hang on one rounding step, as the
+    # untrained one's does (fp32 is checked on the tool's export above).
+    height, width = 96, 128
+    source = data.get_source("synthetic", "val", num_examples=4, height=height, width=width)
+    images = data.calibration_images(source, height, width, 4)
+    export.export_all(ENet(num_classes=11, weights="camvid"), tmp_path, ["tflite_int8"], height, width,
+                      calibration_images=images[:2], num_calibration_images=2,
+                      class_names=list(CAMVID_CLASSES), verbose=0)
+    path = tmp_path / "enet_int8.tflite"
+    labels, masks = mediapipe_masks(path, images[2:])
+    segmenter = enet_tflite.Segmenter(path)
+    assert labels == list(CAMVID_CLASSES)
+    for image, mask in zip(images[2:], masks):
+        assert np.mean(mask == segmenter.predict(image)) >= 0.99
+
+
+def test_metadata_names_and_checks_the_classes(model):
+    from enet_keras.export.metadata import add_metadata, read_metadata
+
+    flatbuffer = tflite.convert(model, 32, 32, "fp32")
+    assert read_metadata(flatbuffer) is None
+    names = [f"name {i}" for i in range(CLASSES)]
+    written = add_metadata(flatbuffer, names, version="4", license="CC-BY-4.0")
+    assert read_metadata(written) == {"name": "enet", "version": "4", "license": "CC-BY-4.0",
+                                      "identifier": "M001", "labels": names}
+    assert add_metadata(flatbuffer, names) == add_metadata(flatbuffer, names)  # the same bytes every time
+    with pytest.raises(ValueError, match=f"scores {CLASSES} classes but 2 class names"):
+        add_metadata(flatbuffer, names[:2])
+    with pytest.raises(ValueError, match="single lines"):
+        add_metadata(flatbuffer, names[:-1] + ["car\nbus"])
+
+
 def test_calibration_images_cover_and_crop():
-    images = export.calibration_images([(np.full((30, 100, 3), 7, np.uint8), None)], 64, 96)
+    images = data.calibration_images([(np.full((30, 100, 3), 7, np.uint8), None)], 64, 96)
     assert images[0].shape == (64, 96, 3) and images[0].dtype == np.uint8 and (images[0] == 7).all()
     with pytest.raises(ValueError, match=r"shape \(30, 100\)"):
-        export.calibration_images([np.zeros((30, 100), np.uint8)], 64, 96)
+        data.calibration_images([np.zeros((30, 100), np.uint8)], 64, 96)
     with pytest.raises(ValueError, match="no images"):
-        export.calibration_images([], 64, 96)
+        data.calibration_images([], 64, 96)
+
+
+def test_converters_check_the_calibration_images_they_are_given(model):
+    wrong_size = [np.zeros((HEIGHT, WIDTH + 8, 3), np.uint8)]
+    with pytest.raises(ValueError, match=r"representative_images must be images of shape \(64, 96, 3\)\. "
+                                         r"Received: an image of shape \(64, 104, 3\)"):
+        tflite.convert(model, HEIGHT, WIDTH, "int8", representative_images=wrong_size)
+    with pytest.raises(ValueError, match="representative_images is empty"):
+        tflite.convert(model, HEIGHT, WIDTH, "int8", representative_images=[])
+    assert len(data.take_calibration_images([np.zeros((8, 8, 3), np.uint8)] * 5, 3, "images", dtype=np.uint8)) == 3
+    with pytest.raises(ValueError, match="calibration_images must be uint8 images .* dtype float64"):
+        data.take_calibration_images([np.zeros((8, 8, 3))], 3, "calibration_images", dtype=np.uint8)
 
 
 def test_calibration_images_sample_the_whole_source_the_same_way_every_time():
@@ -315,8 +399,8 @@ def test_calibration_images_sample_the_whole_source_the_same_way_every_time():
 
     source = data.get_source("synthetic", "train", num_examples=12, height=HEIGHT, width=WIDTH)
     in_order = [image.numpy() for image, _ in source.dataset()]
-    sample = export.calibration_images(source, HEIGHT, WIDTH, 4)
-    again = export.calibration_images(source, HEIGHT, WIDTH, 4)
+    sample = data.calibration_images(source, HEIGHT, WIDTH, 4)
+    again = data.calibration_images(source, HEIGHT, WIDTH, 4)
     positions = [next(i for i, image in enumerate(in_order) if np.array_equal(image, s)) for s in sample]
     assert len(set(positions)) == 4 and positions != [0, 1, 2, 3]  # not the first four in file order
     assert all(np.array_equal(a, b) for a, b in zip(sample, again))

@@ -7,9 +7,11 @@ Example:
 Writes into --output_dir:
     serving/<model_name>/<version>/   SavedModel for TF-Serving (uint8 `images` -> `class_ids`, `probabilities`)
     <model_name>_fp32.tflite, <model_name>_fp16.tflite, <model_name>_int8.tflite
+                                      with TFLite metadata (labels, normalization): MediaPipe's
+                                      ImageSegmenter loads them as they are
     <model_name>.onnx                 float32 [1, H, W, 3] -> logits, for ONNX Runtime / trtexec
     tftrt_<precision>/                TF-TRT SavedModel (only with --formats ...,tftrt and a TensorRT build)
-    palette.json                      the dataset's class colours (for tflite/enet_tflite.py --palette)
+    palette.json                      the dataset's class colours (for enet_tflite --palette)
     export_config.json, export_summary.json
 The folder is written as one unit: built beside --output_dir and swapped in when complete, so a
 re-export never leaves a mix of old and new files, and a killed one leaves the previous export.
@@ -21,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads; 0
 
 from enet_keras import cli
 from enet_keras.cli import comma_list
-from enet_keras.export.formats import DEFAULT_FORMATS, FORMATS, check_destination
+from enet_keras.export.formats import DEFAULT_FORMATS, EXPORTED, FORMATS, ExportSettings, check_destination
 from enet_keras.files import check_file_name
 
 
@@ -29,8 +31,8 @@ def build_parser():
     parser = cli.ArgumentParser(__doc__)
     parser.add_argument("--model", required=True, help="Trained model, a .keras file. (default: required)")
     parser.add_argument("--output_dir", required=True, help="Folder for the exported files. (default: required)")
-    parser.add_argument("--formats", type=comma_list(FORMATS), default=list(DEFAULT_FORMATS),
-                        help=f"Comma-separated formats from {','.join(FORMATS)}. (default: {','.join(DEFAULT_FORMATS)})")
+    parser.add_argument("--formats", type=comma_list(EXPORTED), default=list(DEFAULT_FORMATS),
+                        help=f"Comma-separated formats from {','.join(EXPORTED)}. (default: {','.join(DEFAULT_FORMATS)})")
     parser.add_argument("--height", type=int, default=360, help="Input height of the TFLite and ONNX models, a multiple of 8. (default: 360)")
     parser.add_argument("--width", type=int, default=480, help="Input width of the TFLite and ONNX models, a multiple of 8. (default: 480)")
     cli.add_data_args(parser, default=None, needed_for="int8: training images calibrate it")
@@ -41,6 +43,10 @@ def build_parser():
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset. (default: 17)")
     parser.add_argument("--tftrt_precision", choices=("FP32", "FP16", "INT8"), default="FP16",
                         help="Precision of the TF-TRT conversion. (default: FP16)")
+    parser.add_argument("--license", default="MIT", help="License written into the TFLite metadata. (default: MIT)")
+    parser.add_argument("--no_metadata", action="store_true",
+                        help="Leave the TFLite metadata out (labels from --dataset, normalization, name, version, "
+                             "license) that MediaPipe's ImageSegmenter needs. (default: written)")
     cli.add_debug_flag(parser)
     return parser
 
@@ -52,8 +58,8 @@ def _check_args(parser, args):
         check_size(getattr(args, flag), f"--{flag}")
     if args.num_calibration_images < 1:
         parser.error(f"--num_calibration_images must be >= 1. Received: {args.num_calibration_images}")
-    needs_data = "tflite_int8" in args.formats or ("tftrt" in args.formats and args.tftrt_precision == "INT8")
-    if needs_data and not args.dataset:
+    settings = ExportSettings(tftrt_precision=args.tftrt_precision)
+    if not args.dataset and any(FORMATS[f].calibrated(settings) for f in args.formats):
         parser.error("int8 export calibrates on training images: give --dataset (and --data_dir), "
                      "or leave tflite_int8 out of --formats")
     if "tftrt" in args.formats:  # before anything is loaded or written
@@ -71,23 +77,25 @@ def main(argv=None):
     args = parser.parse_args(argv)
     _check_args(parser, args)
 
-    from enet_keras.export import calibration_images
+    from enet_keras.data import calibration_images
     from enet_keras.model import load_model
     from enet_keras.export.formats import export_all
 
     model = load_model(args.model)
     config = dict(vars(args), num_classes=int(model.output_shape[-1]))
-    images, extra = None, {}
+    images, extra, class_names = None, {}, None
     if args.dataset:
         source = cli.get_source(args, "train")
         print(f"Reading up to {args.num_calibration_images} {args.dataset} training images at {args.height}x{args.width}")
         images = calibration_images(source, args.height, args.width, args.num_calibration_images)
-        config.update(class_names=list(source.class_names), calibration_images=len(images))
+        class_names = list(source.class_names)
+        config.update(class_names=class_names, calibration_images=len(images))
         extra["palette.json"] = [list(c) for c in source.palette]
     summary = export_all(
         model, args.output_dir, args.formats, args.height, args.width, calibration_images=images,
         num_calibration_images=args.num_calibration_images, model_name=args.model_name, version=args.version,
-        opset=args.opset, tftrt_precision=args.tftrt_precision, extra_files=extra, config=config,
+        opset=args.opset, tftrt_precision=args.tftrt_precision, class_names=class_names, license=args.license,
+        metadata=not args.no_metadata, extra_files=extra, config=config,
     )
     summary["model"] = args.model
     _print_summary(args, summary["files"], os.path.join(args.output_dir, "serving", args.model_name, str(args.version)))

@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 
 from enet_keras import _internals, _tf_logs
+from enet_keras.data.calibration import take_calibration_images
 from enet_keras.files import atomic_write_bytes
 from enet_keras.rewrite import clip_logits, int8_export_form
 
@@ -91,7 +92,7 @@ def convert(model, height, width, precision="fp32", representative_images=None, 
     if precision == "int8" and representative_images is None:
         raise ValueError("int8 export needs representative_images (images from the training data)")
     if precision == "int8":
-        representative_images = _calibration_list(representative_images, height, width, num_calibration_images)
+        representative_images = _take(representative_images, height, width, num_calibration_images)
         if export_form:
             model = clip_logits(int8_export_form(model), *logit_range(model, representative_images))
     converter = tf.lite.TFLiteConverter.from_keras_model(fixed_size_model(model, height, width))
@@ -113,7 +114,7 @@ def set_full_integer(converter, height, width, representative_images, num_calibr
     converter.inference_input_type = tf.uint8
     converter.inference_output_type = tf.int8
     converter.representative_dataset = _representative_dataset(
-        _calibration_list(representative_images, height, width, num_calibration_images)
+        _take(representative_images, height, width, num_calibration_images)
     )
 
 
@@ -136,7 +137,7 @@ def quantize_with_measured_ranges(converter, images):
     spends fewer int8 steps on values that only a few images reach: on CamVid val it agreed
     with fp32 on 98.4 % of the pixels, the overall min and max on 97.6 %. The outputs of a clip
     (a MAXIMUM or MINIMUM with a constant: `clip_logits`) keep their overall range, so that the
-    int8 logits span the clip's bounds.
+    int8 logits span the clip's bounds. The input's range is [0, 255] (raw uint8 pixels).
 
     Args:
         converter: a `TFLiteConverter` set up by `set_full_integer`.
@@ -151,6 +152,11 @@ def quantize_with_measured_ranges(converter, images):
     for index in clip_outputs(calibrated):
         low, high = per_image[index]
         ranges[index] = (low.min(), high.max())
+    # The input takes raw pixels (scale 1, zero point 0) whatever the calibration images span:
+    # MediaPipe and other uint8 callers feed them as they are.
+    _, flatbuffer_utils = _internals.tflite_schema()
+    for index in flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated)).subgraphs[0].inputs:
+        ranges[int(index)] = (0.0, 255.0)
     calibrated = widen_maximum_ranges(set_ranges(calibrated, ranges))
     return quantize_calibrated(calibrated, converter.inference_input_type, converter.inference_output_type)
 
@@ -327,22 +333,8 @@ def convert_builtin_only(converter):
     return flatbuffer
 
 
-def _calibration_list(images, height, width, limit):
-    """The first `limit` of `images` as a list, each checked to be (height, width, 3)."""
-    chosen = []
-    for image in images:
-        image = np.asarray(image)
-        if image.shape != (height, width, 3):
-            raise ValueError(
-                f"representative images must have the export shape {(height, width, 3)}. "
-                f"Received: an image of shape {image.shape}"
-            )
-        chosen.append(image)
-        if len(chosen) >= limit:
-            break
-    if not chosen:
-        raise ValueError("representative_images is empty: int8 calibration needs at least one image")
-    return chosen
+def _take(images, height, width, limit):
+    return take_calibration_images(images, limit, "representative_images", shape=(height, width, 3))
 
 
 def _representative_dataset(images):
@@ -402,7 +394,8 @@ def check_builtin_only(flatbuffer):
         raise ValueError(f"The TFLite model holds non-builtin ops {custom}; only TFLITE_BUILTINS are allowed")
 
 
-def export(model, path, height, width, precision="fp32", representative_images=None, num_calibration_images=100):
+def export(model, path, height, width, precision="fp32", representative_images=None, num_calibration_images=100,
+           metadata=None):
     """Converts with `convert` and writes the file atomically (never a half-written model).
 
     Args:
@@ -410,74 +403,17 @@ def export(model, path, height, width, precision="fp32", representative_images=N
         path: str. Output `.tflite` path.
         height, width, precision, representative_images, num_calibration_images: as in
             `convert`.
+        metadata: dict or None. Keyword arguments of `enet_keras.export.metadata.add_metadata`
+            (`class_names`, `name`, `version`, `license`): the TFLite metadata MediaPipe's
+            ImageSegmenter needs. None writes none. Defaults to None.
 
     Returns:
         The path written.
     """
     flatbuffer = convert(model, height, width, precision, representative_images, num_calibration_images)
+    if metadata is not None:
+        from enet_keras.export.metadata import add_metadata
+
+        flatbuffer = add_metadata(flatbuffer, **metadata)
     atomic_write_bytes(path, flatbuffer)
     return os.fspath(path)
-
-
-_CALIBRATION_SEED = 0
-
-
-def calibration_images(source, height, width, num_images=100):
-    """`num_images` images of a data source, resized and centre-cropped to the export size:
-    representative data for int8 calibration (and TF-TRT INT8, and serving warm-up).
-
-    From a data source they are a seeded random sample, the same on every call: the first
-    images of a split in file order come from few scenes (CamVid's first 100 training images
-    hold two of its three training drives), so ranges calibrated on them may not fit the rest.
-    From a plain iterable they are its first `num_images`.
-
-    Each image is scaled (keeping its aspect ratio, bilinear with antialiasing) so that it
-    covers `height` x `width`, then cropped at its centre.
-
-    Args:
-        source: an `enet_keras.data` source (`data.get_source(name, "train", ...)`), or any
-            iterable of (H, W, 3) images or (image, label) pairs.
-        height: int. Export height.
-        width: int. Export width.
-        num_images: int. How many images to take. Defaults to 100.
-
-    Returns:
-        A list of uint8 arrays of shape (height, width, 3).
-
-    Raises:
-        ValueError: if the source yields no images or images without 3 channels.
-
-    Example:
-
-    >>> images = [np.zeros((100, 200, 3), np.uint8)]
-    >>> calibration_images(images, 64, 64)[0].shape
-    (64, 64, 3)
-    """
-    # Shuffled by file name before decoding, so sampling costs no more than reading in order.
-    examples = source.dataset(shuffle_seed=_CALIBRATION_SEED) if hasattr(source, "dataset") else source
-    images = []
-    for example in examples:
-        image = example[0] if isinstance(example, (tuple, list)) else example
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(
-                f"calibration images must be RGB (H, W, 3). Received: an image of shape {image.shape} "
-                f"from {getattr(source, 'name', type(source).__name__)}"
-            )
-        images.append(_cover_and_crop(image, height, width))
-        if len(images) >= num_images:
-            break
-    if not images:
-        raise ValueError(f"The data source {getattr(source, 'name', source)!r} yielded no images for calibration")
-    return images
-
-
-def _cover_and_crop(image, height, width):
-    h, w = image.shape[:2]
-    if (h, w) != (height, width):
-        scale = max(height / h, width / w)
-        size = (max(height, round(h * scale)), max(width, round(w * scale)))
-        image = tf.image.resize(tf.cast(image, tf.float32), size, antialias=True).numpy()
-        top, left = (size[0] - height) // 2, (size[1] - width) // 2
-        image = image[top : top + height, left : left + width]
-    return np.clip(np.round(image), 0, 255).astype(np.uint8)
