@@ -121,7 +121,7 @@ def set_full_integer(converter, height, width, representative_images, num_calibr
 def quantize_with_measured_ranges(converter, images):
     """Post-training full-integer conversion with activation ranges measured on `images`.
 
-    Two things in the converter's own calibration cost ENet int8 accuracy (1.2 mIoU on CamVid):
+    Two things in the converter's own calibration cost ENet int8 accuracy (docs/int8.md):
 
     - Its calibrator reads a tensor's range after the op that consumes it has run, and LiteRT
       runs ADD and MUL in place. A tensor overwritten that way gets its consumer's output range:
@@ -134,8 +134,8 @@ def quantize_with_measured_ranges(converter, images):
     So the converter calibrates on one image only (for a flatbuffer with a range per tensor),
     each range becomes the mean over `images` of each image's min and max (`measured_ranges`),
     `widen_maximum_ranges` fixes the PReLUs, and `quantize_calibrated` quantizes. The mean
-    spends fewer int8 steps on values that only a few images reach: on CamVid val it agreed
-    with fp32 on 98.4 % of the pixels, the overall min and max on 97.6 %. The outputs of a clip
+    spends fewer int8 steps on values that only a few images reach (it agrees with fp32 on more
+    pixels than the overall min and max; docs/int8.md has the table). The outputs of a clip
     (a MAXIMUM or MINIMUM with a constant: `clip_logits`) keep their overall range, so that the
     int8 logits span the clip's bounds. The input's range is [0, 255] (raw uint8 pixels).
 
