@@ -88,6 +88,16 @@ def test_lovasz_softmax_sampled_estimates_the_whole_batch_and_round_trips():
     assert (again.num_classes, again.num_pixels, again.seed) == (3, 4096, 0)
 
 
+def test_best_val_mean_iou_skips_epochs_without_validation(tmp_path):
+    from enet_keras.training.trainer import best_val_mean_iou
+
+    # What --validation_freq 2 writes: the first epoch has no validation columns.
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss,val_mean_iou\n0,1.0,\n1,0.9,0.25\n2,0.8,\n3,0.7,0.2\n")
+    assert best_val_mean_iou(read_history(path)) == 0.25
+    assert np.isnan(best_val_mean_iou(read_history(tmp_path / "missing.csv")))
+
+
 def test_metrics_skip_the_ignore_label():
     labels = np.array([[0, 1, 255, 255]])
     logits = np.eye(3, dtype="float32")[[0, 0, 1, 2]][None]

@@ -474,8 +474,7 @@ def _train_locked(config, strategy, out_dir, train_source, val_source, encoder_b
             init = encoder_best if stage == "decoder" else None
             _run_stage(config, stage, strategy, train_source, val_source, stage_dir, init)
         rows = read_history(os.path.join(stage_dir, "history.csv"))
-        best = max((r.get("val_mean_iou", math.nan) for r in rows), default=math.nan)
-        summary["stages"][stage] = {"dir": stage_dir, "epochs": len(rows), "best_val_mean_iou": best}
+        summary["stages"][stage] = {"dir": stage_dir, "epochs": len(rows), "best_val_mean_iou": best_val_mean_iou(rows)}
     if "decoder" in stages and _is_chief(strategy):
         best_path = os.path.join(out_dir, "decoder", "best.keras")
         if os.path.exists(best_path):
@@ -502,6 +501,12 @@ def _dtype_policy(mixed_precision):
 def _run_stage(config, stage, strategy, train_source, val_source, stage_dir, init):
     with _dtype_policy(config.mixed_precision):
         _train_stage(config, stage, strategy, train_source, val_source, stage_dir, init)
+
+
+def best_val_mean_iou(rows):
+    """The best val mIoU of `read_history` rows, NaN if none was validated. Epochs that
+    `validation_freq` skips have no value (a NaN among them would make `max` order-dependent)."""
+    return max((row["val_mean_iou"] for row in rows if "val_mean_iou" in row), default=math.nan)
 
 
 def _train_stage(config, stage, strategy, train_source, val_source, stage_dir, init):
