@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import keras
-from PIL import Image
 
 from enet_keras.losses import LovaszSoftmax, WeightedSparseCategoricalCrossentropy
 from enet_keras.metrics import PixelAccuracy, mean_iou
@@ -114,86 +113,6 @@ def test_metrics_skip_the_ignore_label():
 def test_decoder_stage_needs_encoder_weights(tmp_path):
     with pytest.raises(ValueError, match="encoder/best.keras does not exist"):
         train_tool.main(TINY + ["--run_dir", str(tmp_path), "--stage", "decoder"])
-
-
-class _Stop(Exception):
-    """Stands for a crash: raised at a crash point instead of ending the process."""
-
-
-def _camvid_folder(root, size=32):
-    """A tiny CamVid (SegNet layout) with the real drive prefixes: labels of 8x8 blocks, so a
-    1/8-size label is one class per cell."""
-    rng = np.random.default_rng(0)
-    names = {"train": ["0001TP_1", "0001TP_2", "0006R0_1", "0006R0_2", "0016E5_1"], "val": ["0016E5_9"]}
-    for split, stems in names.items():
-        for stem in stems:
-            grid = rng.integers(0, 12, size=(size // 8, size // 8))  # 11 = void
-            label = np.kron(grid, np.ones((8, 8), np.int64)).astype(np.uint8)
-            image = rng.integers(0, 256, size=(size, size, 3)).astype(np.uint8)
-            image[..., 0] = label * 20  # learnable from the pixels
-            for folder, array in ((split, image), (f"{split}annot", label)):
-                (root / folder).mkdir(parents=True, exist_ok=True)
-                Image.fromarray(array).save(root / folder / f"{stem}.png")
-
-
-def _numpy_mean_iou(truth, prediction, num_classes, ignore):
-    keep = truth != ignore
-    ious = []
-    for c in range(num_classes):
-        t, p = truth[keep] == c, prediction[keep] == c
-        if (t | p).any():
-            ious.append((t & p).sum() / (t | p).sum())
-    return float(np.mean(ious))
-
-
-@pytest.mark.slow
-def test_two_stages_on_camvid_resume_in_each_stage_and_score_the_encoder_at_one_eighth(tmp_path, monkeypatch):
-    """The paper's two stages through `train()` on a small CamVid folder, fold 0006R0: stopped
-    after the encoder's first epoch and again after the decoder's first, each rerun goes on
-    where the last one stopped; the encoder stage scores its 1/8-size output against labels
-    taken at the centre of each 8x8 cell, the full network at full size."""
-    from enet_keras import data
-    from enet_keras.training import TrainConfig, callbacks, train
-
-    _camvid_folder(tmp_path / "camvid")
-    config = TrainConfig.from_preset(
-        "camvid", data_dir=str(tmp_path / "camvid"), run_dir=str(tmp_path / "run"), height=32, width=32,
-        batch_size=2, encoder_epochs=2, decoder_epochs=2, learning_rate=1e-2, verbose=0,
-        dataset_options={"holdout_drive": "0006R0"})
-    committed, stops = [], []
-
-    def stop_twice(name, value=None):
-        # Run 1 stops after the encoder's epoch 0; run 2 trains the encoder's epoch 1 and stops
-        # after the decoder's epoch 0; run 3 trains the decoder's epoch 1.
-        if name == "epoch_committed":
-            committed.append(value)
-            if value == 0 and len(stops) < 2:
-                stops.append(sorted(os.listdir(config.run_dir)))
-                raise _Stop
-
-    monkeypatch.setattr(callbacks, "crash_point", stop_twice)
-    for _ in range(2):
-        with pytest.raises(_Stop):
-            train(config)
-    summary = train(config)
-    assert committed == [0, 1, 0, 1]  # no epoch trained twice, none skipped
-    assert "decoder" not in stops[0] and "decoder" in stops[1]
-
-    run = tmp_path / "run"
-    val = data.get_source("camvid", "val", str(tmp_path / "camvid"), holdout_drive="0006R0")
-    (images, labels), = data.make_pipeline(val, 2, None, training=False).as_numpy_iterator()
-    assert images.shape == (2, 32, 32, 3)
-    for stage, size, truth in (("encoder", 4, labels[:, 4::8, 4::8]), ("decoder", 32, labels)):
-        rows = read_history(run / stage / "history.csv")
-        assert [int(r["epoch"]) for r in rows] == [0, 1], (stage, rows)  # each epoch once
-        assert summary["stages"][stage]["epochs"] == 2
-        for name, row in (("last.keras", rows[-1]), ("best.keras", max(rows, key=lambda r: r["val_mean_iou"]))):
-            model = keras.saving.load_model(run / stage / name)
-            logits = model.predict(images, verbose=0)
-            assert logits.shape == (2, size, size, 11), stage
-            expected = _numpy_mean_iou(truth, logits.argmax(-1), 11, 11)
-            assert row["val_mean_iou"] == pytest.approx(expected, abs=1e-4), (stage, name)
-    assert summary["best_model"] == str(run / "best.keras")
 
 
 @pytest.mark.parametrize("preset", ["synthetic", "camvid", "cityscapes"])
