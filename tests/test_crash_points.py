@@ -69,10 +69,10 @@ def test_training_killed_at_every_crash_point_ends_whole(tmp_path):
         assert ("training_metadata.json was unreadable" in killed.stdout) == emptied, killed.stdout[-2000:]
         for model in run_dir.rglob("*.keras"):  # what a kill leaves in place is whole
             assert zipfile.is_zipfile(model), (point, model)
-        # Keras writes its backup's metadata in place: a kill or a full disk then can leave it
-        # empty. The next run must still resume (from the previous epoch's copy).
         if point == "epoch_committed=0":  # killed inside the decoder stage, after its first epoch
             assert [int(r["epoch"]) for r in read_history(run_dir / "decoder" / "history.csv")] == [0]
+        # Keras writes its backup's metadata in place: a kill or a full disk then can leave it
+        # empty. The next run must still resume (from the previous epoch's copy).
         emptied = point == "epoch_committed=1"
         if emptied:
             (run_dir / "encoder" / "backup" / "training_metadata.json").write_text("")
